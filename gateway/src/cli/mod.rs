@@ -1,0 +1,77 @@
+//! The command line: `serve`, `check-config` and `demo`. The only place besides
+//! `main.rs` that uses `anyhow`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+mod demo;
+
+use crate::config::Config;
+use crate::ops::server;
+
+/// Portcullis: authentication gateway and security-policy reverse proxy.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve traffic with a configuration file.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file (and the TLS and CA files it names) without serving.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+    /// Run a self-contained demo: generated key, default policies, a built-in upstream.
+    Demo {
+        /// Where the demo keeps its key, policies and configuration.
+        #[arg(long, default_value = "portcullis-data")]
+        data_dir: PathBuf,
+        /// The address the gateway listens on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(server::serve(config))?;
+            Ok(())
+        }
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file)?;
+            server::preflight(&config)?;
+            println!(
+                "{}: ok ({} listener(s), {} route(s))",
+                file.display(),
+                config.listeners().len(),
+                config.routes().len()
+            );
+            Ok(())
+        }
+        Command::Demo { data_dir, listen } => {
+            runtime()?.block_on(demo::run(&data_dir, listen))?;
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -1,0 +1,120 @@
+//! The configuration file as written: serde types mirroring the TOML, nothing validated yet.
+//!
+//! Every table rejects unknown keys so that a typo is an error, never a silently ignored
+//! setting. [`super::Config::from_raw`] turns this into the validated form.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub(crate) version: Option<u32>,
+    #[serde(default, rename = "listener")]
+    pub(crate) listeners: Vec<RawListener>,
+    pub(crate) internal: Option<RawInternal>,
+    #[serde(default)]
+    pub(crate) network: RawNetwork,
+    #[serde(default)]
+    pub(crate) limits: RawLimits,
+    #[serde(default)]
+    pub(crate) identity: RawIdentity,
+    pub(crate) store: Option<RawStore>,
+    pub(crate) policy: Option<RawPolicy>,
+    pub(crate) keys: Option<RawKeys>,
+    #[serde(default, rename = "route")]
+    pub(crate) routes: Vec<RawRoute>,
+}
+
+/// `[[listener]]`: a socket that serves proxied traffic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub(crate) name: Option<String>,
+    pub(crate) bind: Option<String>,
+    pub(crate) tls: Option<RawTls>,
+}
+
+/// `tls = { cert = "...", key = "..." }` inside a listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
+}
+
+/// `[internal]`: the operator-only listener for metrics and probes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInternal {
+    pub(crate) bind: Option<String>,
+}
+
+/// `[network]`: who is trusted to report client addresses, and unknown-host handling.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub(crate) trusted_proxies: Option<Vec<String>>,
+    pub(crate) unknown_host_status: Option<u16>,
+    pub(crate) reject_path_parameters: Option<bool>,
+}
+
+/// `[limits]`: sizes and timeouts on the client side.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub(crate) max_header_bytes: Option<usize>,
+    pub(crate) max_headers: Option<usize>,
+    pub(crate) max_uri_bytes: Option<usize>,
+    pub(crate) tls_handshake_timeout: Option<String>,
+    pub(crate) header_read_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
+    pub(crate) drain_timeout: Option<String>,
+}
+
+/// `[identity]`: headers the gateway owns towards upstreams.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub(crate) strip_headers: Option<Vec<String>>,
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub(crate) url: Option<String>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub(crate) dir: Option<String>,
+}
+
+/// `[keys]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeys {
+    pub(crate) main_key: Option<String>,
+}
+
+/// `[[route]]`: host + path prefix → upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub(crate) id: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) upstream: Option<String>,
+    pub(crate) upstream_ca: Option<String>,
+    pub(crate) resource: Option<String>,
+    pub(crate) access: Option<String>,
+    pub(crate) allow: Option<Vec<String>>,
+    pub(crate) websocket: Option<bool>,
+    pub(crate) case_insensitive: Option<bool>,
+    pub(crate) preserve_host: Option<bool>,
+    pub(crate) connect_timeout: Option<String>,
+    pub(crate) response_timeout: Option<String>,
+}

@@ -1,0 +1,11 @@
+//! Portcullis: an authentication gateway and security-policy reverse proxy.
+//!
+//! Start reading at [`proxy::pipeline`] for the hot path, [`config`] for what a
+//! deployment can say, and [`ops::server`] for how the process runs.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod net;
+pub mod ops;
+pub mod proxy;

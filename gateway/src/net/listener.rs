@@ -1,0 +1,145 @@
+//! Accepting client connections and serving HTTP/1.1 and HTTP/2 on them.
+//!
+//! Each connection gets the configured bounds (header bytes and count, header read
+//! timeout, TLS handshake timeout) and an idle timeout: when no byte has moved for that
+//! long, the connection is asked to close gracefully, and closed outright one idle
+//! period later. On shutdown, listeners stop accepting and every connection is asked
+//! to finish its in-flight requests and close.
+
+use std::convert::Infallible;
+use std::future::pending;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::idle::{ActivityIo, until_idle};
+use crate::config::Limits;
+use crate::proxy::pipeline::{ConnInfo, Gateway, handle};
+
+/// What every connection task of one listener shares.
+#[derive(Clone)]
+pub struct ListenerCtx {
+    /// The hot-path state.
+    pub gateway: Arc<Gateway>,
+    /// Client-side bounds.
+    pub limits: Limits,
+    /// Flips to `true` when the process starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Held by every connection; the receiver sees the channel close once all are gone.
+    pub tracker: mpsc::Sender<()>,
+}
+
+/// Accepts connections until shutdown.
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, mut ctx: ListenerCtx) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let ctx = ctx.clone();
+                    let tls = tls.clone();
+                    tokio::spawn(connection(stream, peer, tls, ctx));
+                }
+                Err(err) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = ctx.shutdown.changed() => return,
+        }
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<TlsAcceptor>,
+    ctx: ListenerCtx,
+) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(error = %err, "set_nodelay failed");
+    }
+    match tls {
+        None => serve_io(ActivityIo::new(stream), ConnInfo { peer, tls: false }, ctx).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(stream)) => {
+                    serve_io(ActivityIo::new(stream), ConnInfo { peer, tls: true }, ctx).await
+                }
+                Ok(Err(err)) => {
+                    tracing::debug!(client.addr = %peer, error = %err, "TLS handshake failed")
+                }
+                Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_io<I>(io: ActivityIo<I>, conn: ConnInfo, mut ctx: ListenerCtx)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = io.activity();
+    let gateway = Arc::clone(&ctx.gateway);
+    let service = service_fn(move |request: hyper::Request<Incoming>| {
+        let gateway = Arc::clone(&gateway);
+        async move { Ok::<_, Infallible>(handle(gateway, conn, request).await) }
+    });
+    let builder = http_builder(&ctx.limits);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    let mut hard_stop: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(client.addr = %conn.peer, error = %err, "connection ended with error");
+                }
+                return;
+            }
+            _ = ctx.shutdown.changed(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = until_idle(&activity, ctx.limits.idle_timeout), if hard_stop.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+                hard_stop = Some(Box::pin(tokio::time::sleep(ctx.limits.idle_timeout)));
+            }
+            () = async { match hard_stop.as_mut() { Some(sleep) => sleep.await, None => pending().await } } => {
+                tracing::debug!(client.addr = %conn.peer, "idle connection closed");
+                return;
+            }
+        }
+    }
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}

@@ -1,0 +1,82 @@
+//! The internal listener: `/metrics` (Prometheus text), `/health` and `/ready`, for
+//! operators and orchestrators only. Bind it to a private address.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::metrics;
+use crate::proxy::pipeline::Gateway;
+use crate::proxy::{Body, full};
+
+/// Serves the internal endpoints until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let gateway = Arc::clone(&gateway);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: hyper::Request<Incoming>| {
+                        let gateway = Arc::clone(&gateway);
+                        async move { Ok::<_, Infallible>(respond(&gateway, request.method(), request.uri().path())) }
+                    });
+                    if let Err(err) = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                    {
+                        tracing::debug!(error = %err, "internal connection ended with error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn respond(gateway: &Gateway, method: &Method, path: &str) -> Response<Body> {
+    let (status, content_type, body) = match (method, path) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics::render(),
+        ),
+        (&Method::GET, "/health") => (
+            StatusCode::OK,
+            "application/json",
+            "{\"status\":\"ok\"}\n".into(),
+        ),
+        (&Method::GET, "/ready") if gateway.is_draining() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            "{\"status\":\"draining\"}\n".into(),
+        ),
+        (&Method::GET, "/ready") => (
+            StatusCode::OK,
+            "application/json",
+            "{\"status\":\"ready\"}\n".into(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "application/json",
+            "{\"error\":\"not_found\"}\n".into(),
+        ),
+    };
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

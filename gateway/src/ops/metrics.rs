@@ -1,0 +1,65 @@
+//! Prometheus metrics: request counts and latency by route and outcome.
+//!
+//! The recorder is process-wide; it is installed once by the server and rendered by the
+//! internal listener. Labels are bounded: the route id comes from the configuration
+//! (`-` before a route is known) and the outcome is `proxied` or a stable reject code.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const REQUESTS: &str = "portcullis_requests_total";
+const DURATION: &str = "portcullis_request_duration_seconds";
+const RELOADS: &str = "portcullis_tls_reloads_total";
+
+/// Latency buckets in seconds, from sub-millisecond gateway answers to slow upstreams.
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls return the same handle).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(DURATION.to_owned()), &BUCKETS)
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            metrics::describe_counter!(REQUESTS, "Requests served, by route and outcome");
+            metrics::describe_histogram!(
+                DURATION,
+                metrics::Unit::Seconds,
+                "Time from request to response head, by route and outcome"
+            );
+            metrics::describe_counter!(RELOADS, "TLS certificate reloads, by listener and result");
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// The text exposition of every metric, for `/metrics`.
+pub fn render() -> String {
+    HANDLE
+        .get()
+        .and_then(Option::as_ref)
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
+}
+
+/// Counts one request and records its latency.
+pub fn record_request(route: &str, outcome: &'static str, elapsed: Duration) {
+    let labels = [("route", route.to_owned()), ("outcome", outcome.to_owned())];
+    metrics::counter!(REQUESTS, &labels).increment(1);
+    metrics::histogram!(DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+/// Counts one TLS certificate reload attempt.
+pub fn record_tls_reload(listener: &str, ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    metrics::counter!(RELOADS, "listener" => listener.to_owned(), "result" => result).increment(1);
+}

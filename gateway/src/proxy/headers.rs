@@ -1,0 +1,276 @@
+//! Header hygiene: what the upstream is told, and what it must never be told by a client.
+//!
+//! Order matters and is fixed here: first the headers named in `Connection` and the
+//! hop-by-hop set go; then every client-supplied header in the gateway's namespace
+//! (`X-Portcullis-*`, `X-Forwarded-*`, `Forwarded`, `X-Real-IP` and any configured
+//! identity header, compared after lower-casing and mapping `_` to `-`, because
+//! WSGI/PHP upstreams treat `X_Forwarded_For` as `X-Forwarded-For`); only then are the
+//! gateway's own forwarding headers set. A `Connection` token can therefore neither
+//! remove a header the gateway sets nor smuggle one past the filter.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+/// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Name prefixes the gateway owns towards upstreams.
+const RESERVED_PREFIXES: [&str; 2] = ["x-portcullis-", "x-forwarded-"];
+/// Exact names the gateway owns towards upstreams.
+const RESERVED_NAMES: [&str; 2] = ["forwarded", "x-real-ip"];
+
+/// Whether a client-sent header named `name` must be dropped before forwarding.
+pub fn is_reserved(name: &str, extra: &[HeaderName]) -> bool {
+    let normalised = name.to_ascii_lowercase().replace('_', "-");
+    RESERVED_PREFIXES
+        .iter()
+        .any(|prefix| normalised.starts_with(prefix))
+        || RESERVED_NAMES.contains(&normalised.as_str())
+        || extra.iter().any(|reserved| reserved.as_str() == normalised)
+}
+
+/// Removes hop-by-hop headers (including those named in `Connection`) and every
+/// client-supplied header in the gateway's namespace.
+pub fn sanitize_request(headers: &mut HeaderMap, extra: &[HeaderName]) {
+    strip_hop_by_hop(headers);
+    let reserved: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_reserved(name.as_str(), extra))
+        .cloned()
+        .collect();
+    for name in reserved {
+        headers.remove(&name);
+    }
+}
+
+/// Removes hop-by-hop headers from an upstream response.
+pub fn sanitize_response(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// What a trusted proxy in front of us already said, captured before sanitising.
+#[derive(Debug, Default)]
+pub struct UpstreamChain {
+    forwarded_for: Option<String>,
+    forwarded: Option<String>,
+    proto: Option<HeaderValue>,
+    host: Option<HeaderValue>,
+}
+
+impl UpstreamChain {
+    /// Reads the forwarding headers of a request from a trusted proxy.
+    pub fn capture(headers: &HeaderMap) -> UpstreamChain {
+        let join = |name: &str| {
+            let parts: Vec<&str> = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(", "))
+        };
+        UpstreamChain {
+            forwarded_for: join("x-forwarded-for"),
+            forwarded: join("forwarded"),
+            proto: headers.get("x-forwarded-proto").cloned(),
+            host: headers.get("x-forwarded-host").cloned(),
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For/Proto/Host` and `Forwarded` after sanitising: `peer` is
+/// appended to the chain a trusted proxy sent (`chain`), or starts a new chain.
+pub fn set_forwarding(
+    headers: &mut HeaderMap,
+    chain: UpstreamChain,
+    peer: IpAddr,
+    proto: &'static str,
+    host: &str,
+) {
+    let peer = peer.to_canonical();
+    let forwarded_for = match chain.forwarded_for {
+        Some(earlier) => format!("{earlier}, {peer}"),
+        None => peer.to_string(),
+    };
+    let node = match peer {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let element = format!(
+        "for={node};host=\"{}\";proto={proto}",
+        host.replace(['"', '\\'], "")
+    );
+    let forwarded = match chain.forwarded {
+        Some(earlier) => format!("{earlier}, {element}"),
+        None => element,
+    };
+    insert_text(headers, "x-forwarded-for", &forwarded_for);
+    insert_text(headers, "forwarded", &forwarded);
+    match chain.proto {
+        Some(value) => headers.insert("x-forwarded-proto", value),
+        None => headers.insert("x-forwarded-proto", HeaderValue::from_static(proto)),
+    };
+    match chain.host {
+        Some(value) => {
+            headers.insert("x-forwarded-host", value);
+        }
+        None => insert_text(headers, "x-forwarded-host", host),
+    }
+}
+
+fn insert_text(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::{UpstreamChain, is_reserved, sanitize_request, set_forwarding};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+
+    fn names(map: &HeaderMap) -> Vec<String> {
+        let mut names: Vec<String> = map.keys().map(|k| k.as_str().to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn reserved_namespace_with_variants() {
+        let extra = [HeaderName::from_static("remote-user")];
+        for name in [
+            "x-portcullis-user",
+            "X-Portcullis-Roles",
+            "x_portcullis_user",
+            "x-forwarded-for",
+            "X_Forwarded_Email",
+            "forwarded",
+            "x-real-ip",
+            "remote-user",
+            "Remote_User",
+        ] {
+            assert!(is_reserved(name, &extra), "{name}");
+        }
+        for name in [
+            "x-portcullisuser",
+            "accept",
+            "cookie",
+            "authorization",
+            "x-forward",
+        ] {
+            assert!(!is_reserved(name, &extra), "{name}");
+        }
+    }
+
+    #[test]
+    fn client_identity_headers_never_survive() {
+        let mut map = headers(&[
+            ("x-portcullis-user", "admin"),
+            ("x_portcullis_user", "admin"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("accept", "*/*"),
+        ]);
+        sanitize_request(&mut map, &[]);
+        assert_eq!(names(&map), ["accept"]);
+    }
+
+    #[test]
+    fn connection_tokens_are_hop_by_hop() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, x-secret, X-Portcullis-User"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("upgrade", "h2c"),
+            ("te", "trailers"),
+            ("accept", "*/*"),
+        ]);
+        sanitize_request(&mut map, &[]);
+        assert_eq!(names(&map), ["accept"]);
+    }
+
+    #[test]
+    fn connection_cannot_remove_gateway_headers() {
+        // The gateway's own headers are set after sanitising, so naming them in
+        // Connection removes only the client's copy.
+        let mut map = headers(&[
+            ("connection", "x-forwarded-for, forwarded"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]);
+        sanitize_request(&mut map, &[]);
+        set_forwarding(
+            &mut map,
+            UpstreamChain::default(),
+            "192.0.2.1"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            "https",
+            "app.example",
+        );
+        assert_eq!(map["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(
+            map["forwarded"],
+            "for=192.0.2.1;host=\"app.example\";proto=https"
+        );
+        assert_eq!(map["x-forwarded-proto"], "https");
+        assert_eq!(map["x-forwarded-host"], "app.example");
+    }
+
+    #[test]
+    fn trusted_chain_is_extended() {
+        let incoming = headers(&[
+            ("x-forwarded-for", "198.51.100.7"),
+            ("forwarded", "for=198.51.100.7"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let chain = UpstreamChain::capture(&incoming);
+        let mut map = HeaderMap::new();
+        let peer = "2001:db8::2"
+            .parse()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        set_forwarding(&mut map, chain, peer, "http", "app.example");
+        assert_eq!(map["x-forwarded-for"], "198.51.100.7, 2001:db8::2");
+        assert_eq!(
+            map["forwarded"],
+            "for=198.51.100.7, for=\"[2001:db8::2]\";host=\"app.example\";proto=http"
+        );
+        assert_eq!(map["x-forwarded-proto"], "https");
+    }
+}

@@ -1,0 +1,328 @@
+//! The canonical request path: one decoding, done once, that routing, policy and the
+//! upstream all see.
+//!
+//! Anything a server could reasonably read two ways is refused rather than "fixed":
+//! encoded `/` and `\`, encoded dot segments, double encoding, NUL and control bytes,
+//! raw backslashes, empty segments (`//`), `..` above the root, invalid or overlong
+//! UTF-8, and (by default) `;` path parameters. Plain `.` and `..` segments are
+//! resolved as RFC 3986 says, escapes of unreserved characters are decoded, and every
+//! other escape is kept with upper-case hex. The result is what gets forwarded.
+
+use std::fmt;
+
+/// A request path in canonical form: starts with `/`, no dot segments, no empty
+/// segments, escapes normalised. Only [`CanonicalPath::parse`] makes one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CanonicalPath(String);
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// The path does not start with `/`.
+    #[error("path does not start with `/`")]
+    NotOriginForm,
+    /// `%` not followed by two hex digits.
+    #[error("malformed percent-escape")]
+    BadEscape,
+    /// `%2F`: an encoded segment separator.
+    #[error("encoded `/`")]
+    EncodedSlash,
+    /// `%5C`: an encoded backslash.
+    #[error("encoded `\\`")]
+    EncodedBackslash,
+    /// A raw backslash, which some servers treat as `/`.
+    #[error("backslash in path")]
+    Backslash,
+    /// NUL, another control byte, or a space.
+    #[error("control byte in path")]
+    ControlByte,
+    /// `%25` followed by hex digits: decoding twice would give another path.
+    #[error("double percent-encoding")]
+    DoubleEncoding,
+    /// `;` path parameters (`/a;x=1`, `/..;/`).
+    #[error("`;` path parameter")]
+    PathParameter,
+    /// A byte outside ASCII sent without escaping.
+    #[error("unescaped non-ASCII byte")]
+    NonAscii,
+    /// Escapes that decode to invalid or overlong UTF-8.
+    #[error("escapes decode to invalid UTF-8")]
+    InvalidUtf8,
+    /// A `.` or `..` segment written with escapes.
+    #[error("encoded dot segment")]
+    EncodedDotSegment,
+    /// `//`: an empty segment.
+    #[error("empty path segment")]
+    EmptySegment,
+    /// `..` that would climb above `/`.
+    #[error("`..` above the root")]
+    EscapesRoot,
+}
+
+impl CanonicalPath {
+    /// Canonicalises a raw path (no query, no fragment). `reject_parameters` refuses
+    /// `;` anywhere in the path, raw or escaped.
+    pub fn parse(raw: &str, reject_parameters: bool) -> Result<CanonicalPath, PathError> {
+        let rest = raw.strip_prefix('/').ok_or(PathError::NotOriginForm)?;
+        let mut segments: Vec<String> = Vec::new();
+        let mut decoded_all: Vec<u8> = Vec::with_capacity(raw.len());
+        let mut trailing_slash = false;
+        let mut pieces = rest.split('/').peekable();
+        while let Some(piece) = pieces.next() {
+            let is_last = pieces.peek().is_none();
+            let segment = decode_segment(piece, reject_parameters, &mut decoded_all)?;
+            trailing_slash = false;
+            match segment.text.as_str() {
+                "" if is_last => trailing_slash = true,
+                "" => return Err(PathError::EmptySegment),
+                "." | ".." if segment.had_escape => return Err(PathError::EncodedDotSegment),
+                "." => trailing_slash = is_last,
+                ".." => {
+                    if segments.pop().is_none() {
+                        return Err(PathError::EscapesRoot);
+                    }
+                    trailing_slash = is_last;
+                }
+                _ => segments.push(segment.text),
+            }
+        }
+        if std::str::from_utf8(&decoded_all).is_err() {
+            return Err(PathError::InvalidUtf8);
+        }
+        let mut out = String::with_capacity(raw.len());
+        for segment in &segments {
+            out.push('/');
+            out.push_str(segment);
+        }
+        if trailing_slash || segments.is_empty() {
+            out.push('/');
+        }
+        Ok(CanonicalPath(out))
+    }
+
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CanonicalPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for CanonicalPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+struct Segment {
+    text: String,
+    had_escape: bool,
+}
+
+fn decode_segment(
+    piece: &str,
+    reject_parameters: bool,
+    decoded_all: &mut Vec<u8>,
+) -> Result<Segment, PathError> {
+    let bytes = piece.as_bytes();
+    let mut text = String::with_capacity(piece.len());
+    let mut had_escape = false;
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        if byte == b'%' {
+            let value = hex_pair(bytes.get(i + 1..i + 3)).ok_or(PathError::BadEscape)?;
+            had_escape = true;
+            match value {
+                b'/' => return Err(PathError::EncodedSlash),
+                b'\\' => return Err(PathError::EncodedBackslash),
+                0..=0x20 | 0x7f => return Err(PathError::ControlByte),
+                b'%' if hex_pair(bytes.get(i + 3..i + 5)).is_some() => {
+                    return Err(PathError::DoubleEncoding);
+                }
+                b';' if reject_parameters => return Err(PathError::PathParameter),
+                _ => {}
+            }
+            decoded_all.push(value);
+            if is_unreserved(value) {
+                text.push(char::from(value));
+            } else {
+                text.push('%');
+                text.push(char::from(HEX_UPPER[usize::from(value >> 4)]));
+                text.push(char::from(HEX_UPPER[usize::from(value & 0x0f)]));
+            }
+            i += 3;
+            continue;
+        }
+        match byte {
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x20 | 0x7f => return Err(PathError::ControlByte),
+            0x80.. => return Err(PathError::NonAscii),
+            b';' if reject_parameters => return Err(PathError::PathParameter),
+            _ => {}
+        }
+        decoded_all.push(byte);
+        text.push(char::from(byte));
+        i += 1;
+    }
+    Ok(Segment { text, had_escape })
+}
+
+const HEX_UPPER: [u8; 16] = *b"0123456789ABCDEF";
+
+fn hex_pair(pair: Option<&[u8]>) -> Option<u8> {
+    let [high, low] = pair? else { return None };
+    Some(hex_digit(*high)? << 4 | hex_digit(*low)?)
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{Expect, expect};
+
+    use super::CanonicalPath;
+
+    fn check(raw: &str, expected: Expect) {
+        let actual = match CanonicalPath::parse(raw, true) {
+            Ok(path) => path.as_str().to_owned(),
+            Err(err) => format!("reject: {err}"),
+        };
+        expected.assert_eq(&actual);
+    }
+
+    #[test]
+    fn plain_paths_pass_unchanged() {
+        check("/", expect!["/"]);
+        check("/admin", expect!["/admin"]);
+        check("/admin/", expect!["/admin/"]);
+        check("/a/b.txt", expect!["/a/b.txt"]);
+        check("/Admin/X", expect!["/Admin/X"]);
+    }
+
+    #[test]
+    fn dot_segments_resolve() {
+        check("/a/./b/../c", expect!["/a/c"]);
+        check("/public/../admin", expect!["/admin"]);
+        check("/a/b/..", expect!["/a/"]);
+        check("/a/.", expect!["/a/"]);
+        check("/..", expect!["reject: `..` above the root"]);
+        check(
+            "/a/../../etc/passwd",
+            expect!["reject: `..` above the root"],
+        );
+    }
+
+    #[test]
+    fn rejects_encoded_dot_segments() {
+        check("/%2e%2e/admin", expect!["reject: encoded dot segment"]);
+        check("/user/%2E%2E/admin", expect!["reject: encoded dot segment"]);
+        check("/a/.%2e/admin", expect!["reject: encoded dot segment"]);
+        check("/a/%2e/b", expect!["reject: encoded dot segment"]);
+    }
+
+    #[test]
+    fn rejects_encoded_separators() {
+        check("/admin%2fx", expect!["reject: encoded `/`"]);
+        check("/user/%2e%2e%2fadmin", expect!["reject: encoded `/`"]);
+        check("/a%5cb", expect!["reject: encoded `\\`"]);
+        check("/a\\b", expect!["reject: backslash in path"]);
+    }
+
+    #[test]
+    fn rejects_path_parameters() {
+        check("/a/..;/admin", expect!["reject: `;` path parameter"]);
+        check("/a;jsessionid=1", expect!["reject: `;` path parameter"]);
+        check("/a%3b/admin", expect!["reject: `;` path parameter"]);
+        assert_eq!(
+            CanonicalPath::parse("/a;v=1/b", false).map(|p| p.as_str().to_owned()),
+            Ok("/a;v=1/b".to_owned())
+        );
+    }
+
+    #[test]
+    fn rejects_empty_segments() {
+        check("//admin", expect!["reject: empty path segment"]);
+        check("/a//b", expect!["reject: empty path segment"]);
+    }
+
+    #[test]
+    fn rejects_control_and_double_encoding() {
+        check("/a%00b", expect!["reject: control byte in path"]);
+        check(
+            "/a%0d%0aSet-Cookie:x",
+            expect!["reject: control byte in path"],
+        );
+        check("/a%20b", expect!["reject: control byte in path"]);
+        check(
+            "/%252e%252e/admin",
+            expect!["reject: double percent-encoding"],
+        );
+        check("/a%25zz", expect!["/a%25zz"]);
+        check("/a%2", expect!["reject: malformed percent-escape"]);
+        check("/a%zz", expect!["reject: malformed percent-escape"]);
+    }
+
+    #[test]
+    fn utf8_must_be_valid_and_shortest() {
+        check("/caf%C3%A9", expect!["/caf%C3%A9"]);
+        check("/caf%c3%a9", expect!["/caf%C3%A9"]);
+        check(
+            "/%C0%AE%C0%AE/admin",
+            expect!["reject: escapes decode to invalid UTF-8"],
+        );
+        check(
+            "/%e0%80%af",
+            expect!["reject: escapes decode to invalid UTF-8"],
+        );
+        check("/%ff", expect!["reject: escapes decode to invalid UTF-8"]);
+    }
+
+    #[test]
+    fn unreserved_escapes_decode() {
+        check("/%61dmin", expect!["/admin"]);
+        check("/a%2eb", expect!["/a.b"]);
+        check("/%7euser", expect!["/~user"]);
+        check("/a%2ab", expect!["/a%2Ab"]);
+    }
+
+    #[test]
+    fn not_origin_form() {
+        check("admin", expect!["reject: path does not start with `/`"]);
+        check("*", expect!["reject: path does not start with `/`"]);
+    }
+
+    #[test]
+    fn canonical_form_is_a_fixed_point() {
+        for raw in [
+            "/a/./b/../c",
+            "/%61dmin/",
+            "/caf%c3%a9",
+            "/a/b/..",
+            "/x%2ay",
+        ] {
+            let Ok(once) = CanonicalPath::parse(raw, true) else {
+                panic!("{raw} should parse");
+            };
+            assert_eq!(
+                CanonicalPath::parse(once.as_str(), true),
+                Ok(once.clone()),
+                "{raw}"
+            );
+        }
+    }
+}

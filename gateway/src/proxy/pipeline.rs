@@ -1,0 +1,398 @@
+//! Runs the hot-path steps in order; the first "no" wins and becomes a [`Reject`].
+//!
+//! 1. framing and request-target checks; 2. reserved `/.portcullis/` endpoints;
+//! 3. client IP; 4. host and canonical path → route; 5. IP allowlists;
+//! 6. authentication for protected routes; 7. header hygiene and forwarding headers;
+//! 8. the upstream exchange (streamed; WebSocket upgrades tunnelled).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header,
+};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::allowlist::check_allowlists;
+use super::headers::{UpstreamChain, sanitize_request, sanitize_response, set_forwarding};
+use super::path::{CanonicalPath, PathError};
+use super::reject::{Reject, RequestMeta, error_response, wants_html};
+use super::route::{Route, RouteTable, request_host};
+use super::upstream::UpstreamError;
+use super::{Body, full};
+use crate::clock;
+use crate::config::{Access, Config};
+use crate::net::client_ip::{TrustedProxies, client_ip};
+use crate::net::idle::{ActivityIo, until_idle};
+use crate::ops::metrics;
+
+/// The reserved prefix for the gateway's own endpoints, on every host.
+pub const RESERVED_PREFIX: &str = "/.portcullis/";
+
+/// Everything the hot path reads, built once from the configuration.
+pub struct Gateway {
+    routes: RouteTable,
+    trusted: TrustedProxies,
+    strip_headers: Vec<HeaderName>,
+    reject_path_parameters: bool,
+    max_uri_bytes: usize,
+    idle_timeout: std::time::Duration,
+    draining: AtomicBool,
+}
+
+/// What the gateway knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+impl Gateway {
+    /// Builds the hot-path state (route table and upstream clients) from a configuration.
+    pub fn new(config: &Config) -> Result<Gateway, UpstreamError> {
+        Ok(Gateway {
+            routes: RouteTable::build(&config.routes, config.unknown_host_status)?,
+            trusted: TrustedProxies::new(config.trusted_proxies.clone()),
+            strip_headers: config.strip_headers.clone(),
+            reject_path_parameters: config.reject_path_parameters,
+            max_uri_bytes: config.limits.max_uri_bytes,
+            idle_timeout: config.limits.idle_timeout,
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks the gateway as draining: readiness turns 503 so load balancers move away.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves one request from a client connection.
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    conn: ConnInfo,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let started = clock::monotonic_now();
+    let request_id = format!("{:016x}", rand::random::<u64>());
+    let meta = RequestMeta {
+        request_id: &request_id,
+        wants_html: wants_html(request.headers().get(header::ACCEPT)),
+        version: request.version(),
+    };
+    let mut route_id = None;
+    let result = proxy(&gateway, conn, &meta, request, &mut route_id).await;
+    let route_label = route_id.unwrap_or("-");
+    let (response, outcome) = match result {
+        Ok(response) => (response, "proxied"),
+        Err(reject) => {
+            let code = reject.code();
+            (reject.into_response(&meta), code)
+        }
+    };
+    metrics::record_request(route_label, outcome, started.elapsed());
+    response
+}
+
+async fn proxy<'g>(
+    gateway: &'g Gateway,
+    conn: ConnInfo,
+    meta: &RequestMeta<'_>,
+    mut request: Request<Incoming>,
+    route_id: &mut Option<&'g str>,
+) -> Result<Response<Body>, Reject> {
+    check_framing(request.version(), request.headers())?;
+    if request.method() == Method::CONNECT || request.uri().path() == "*" {
+        return Err(Reject::UnsupportedTarget);
+    }
+    let target_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if target_len > gateway.max_uri_bytes {
+        return Err(Reject::UriTooLong {
+            limit: gateway.max_uri_bytes,
+        });
+    }
+    let path = CanonicalPath::parse(request.uri().path(), gateway.reject_path_parameters).map_err(
+        |err| match err {
+            PathError::NotOriginForm => Reject::UnsupportedTarget,
+            other => Reject::AmbiguousPath(other),
+        },
+    )?;
+    if path.as_str() == "/.portcullis" || path.as_str().starts_with(RESERVED_PREFIX) {
+        return reserved_endpoint(gateway, &path, meta);
+    }
+
+    let client = client_ip(
+        conn.peer.ip(),
+        request.headers().get_all("x-forwarded-for").iter(),
+        &gateway.trusted,
+    )?;
+    let host = request_host(
+        request.uri().authority(),
+        request.headers().get_all(header::HOST).iter(),
+    )?;
+    let route = gateway.routes.lookup(&host.name, &path)?;
+    *route_id = Some(&route.id);
+    check_allowlists(client, route.allowlist.as_ref())?;
+    if route.access == Access::Protected {
+        // Sessions and API tokens arrive with the accounts work; until then a protected
+        // route has no way to authenticate anyone, so it fails closed.
+        return Err(Reject::Unauthenticated {
+            resource: route.resource.clone().unwrap_or_default(),
+        });
+    }
+
+    let websocket = route.websocket && is_websocket_upgrade(&request);
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+    let uri = route.upstream.uri_for(&path, request.uri().query())?;
+    let (mut parts, body) = request.into_parts();
+    let chain = if gateway.trusted.contains(conn.peer.ip().to_canonical()) {
+        UpstreamChain::capture(&parts.headers)
+    } else {
+        UpstreamChain::default()
+    };
+    sanitize_request(&mut parts.headers, &gateway.strip_headers);
+    let proto = if conn.tls { "https" } else { "http" };
+    set_forwarding(&mut parts.headers, chain, conn.peer.ip(), proto, &host.raw);
+    forwarded_host(&mut parts.headers, route, &host.raw)?;
+    if let Ok(id) = HeaderValue::from_str(meta.request_id) {
+        parts.headers.insert("x-portcullis-request-id", id);
+    }
+    if websocket {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    parts.uri = uri;
+    let mut response = route
+        .upstream
+        .send(Request::from_parts(parts, body))
+        .await?;
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(Reject::UpstreamUnavailable(
+                "upstream switched protocols unasked".into(),
+            ));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        spawn_tunnel(
+            client_upgrade,
+            upstream_upgrade,
+            gateway.idle_timeout,
+            meta.request_id.to_owned(),
+        );
+        let (mut parts, _) = response.into_parts();
+        sanitize_response(&mut parts.headers);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return Ok(Response::from_parts(parts, full("")));
+    }
+    let (mut parts, body) = response.into_parts();
+    sanitize_response(&mut parts.headers);
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// Refuses framing a smuggling attack relies on: `Content-Length` together with
+/// `Transfer-Encoding`, several or list-valued lengths, a transfer coding other than
+/// exactly `chunked`, and any transfer coding on HTTP/1.0.
+fn check_framing(version: Version, headers: &HeaderMap) -> Result<(), Reject> {
+    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    if !lengths.is_empty() && !codings.is_empty() {
+        return Err(Reject::BadFraming(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if lengths.len() > 1 {
+        return Err(Reject::BadFraming("more than one Content-Length"));
+    }
+    if let Some(length) = lengths.first() {
+        if length.is_empty() || !length.as_bytes().iter().all(u8::is_ascii_digit) {
+            return Err(Reject::BadFraming("Content-Length is not a single number"));
+        }
+    }
+    if !codings.is_empty() {
+        if version == Version::HTTP_10 {
+            return Err(Reject::BadFraming("Transfer-Encoding on HTTP/1.0"));
+        }
+        let only_chunked = matches!(codings.as_slice(), [coding] if coding.as_bytes().eq_ignore_ascii_case(b"chunked"));
+        if !only_chunked {
+            return Err(Reject::BadFraming(
+                "Transfer-Encoding other than exactly `chunked`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn reserved_endpoint(
+    gateway: &Gateway,
+    path: &CanonicalPath,
+    meta: &RequestMeta<'_>,
+) -> Result<Response<Body>, Reject> {
+    match path.as_str() {
+        "/.portcullis/health" => Ok(json_response(StatusCode::OK, "{\"status\":\"ok\"}\n")),
+        "/.portcullis/ready" if gateway.is_draining() => Ok(error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            meta,
+            false,
+        )),
+        "/.portcullis/ready" => Ok(json_response(StatusCode::OK, "{\"status\":\"ready\"}\n")),
+        _ => Err(Reject::ReservedPath),
+    }
+}
+
+fn json_response(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The `Host` the upstream sees: the client's (the default, so apps build correct
+/// links) or, with `preserve_host = false`, the upstream's own authority.
+fn forwarded_host(headers: &mut HeaderMap, route: &Route, raw_host: &str) -> Result<(), Reject> {
+    if route.preserve_host {
+        let value = HeaderValue::from_str(raw_host).map_err(|_| Reject::BadHost)?;
+        headers.insert(header::HOST, value);
+    } else {
+        headers.remove(header::HOST);
+    }
+    Ok(())
+}
+
+fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {
+    let headers = request.headers();
+    request.version() == Version::HTTP_11
+        && request.method() == Method::GET
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        && headers
+            .get(header::UPGRADE)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+fn spawn_tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    idle_timeout: std::time::Duration,
+    request_id: String,
+) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::debug!(request_id, error = %err, "websocket upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = ActivityIo::new(TokioIo::new(client));
+        let activity = client.activity();
+        let mut upstream = TokioIo::new(upstream);
+        tokio::select! {
+            result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                if let Err(err) = result {
+                    tracing::debug!(request_id, error = %err, "websocket tunnel closed with error");
+                }
+            }
+            () = until_idle(&activity, idle_timeout) => {
+                tracing::debug!(request_id, "websocket tunnel idle; closing");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, Version, header};
+
+    use super::check_framing;
+
+    fn check(version: Version, pairs: &[(&str, &str)]) -> String {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            if let (Ok(name), Ok(value)) = (
+                name.parse::<header::HeaderName>(),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        match check_framing(version, &headers) {
+            Ok(()) => "ok".into(),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn framing_rules() {
+        let v11 = Version::HTTP_11;
+        assert_eq!(check(v11, &[("content-length", "5")]), "ok");
+        assert_eq!(check(v11, &[("transfer-encoding", "chunked")]), "ok");
+        assert_eq!(check(v11, &[("transfer-encoding", "Chunked")]), "ok");
+        assert_eq!(
+            check(
+                v11,
+                &[("content-length", "5"), ("transfer-encoding", "chunked")]
+            ),
+            "ambiguous message framing: both Content-Length and Transfer-Encoding"
+        );
+        assert_eq!(
+            check(v11, &[("content-length", "5"), ("content-length", "5")]),
+            "ambiguous message framing: more than one Content-Length"
+        );
+        assert_eq!(
+            check(v11, &[("content-length", "5, 5")]),
+            "ambiguous message framing: Content-Length is not a single number"
+        );
+        assert_eq!(
+            check(v11, &[("transfer-encoding", "gzip, chunked")]),
+            "ambiguous message framing: Transfer-Encoding other than exactly `chunked`"
+        );
+        assert_eq!(
+            check(
+                v11,
+                &[
+                    ("transfer-encoding", "chunked"),
+                    ("transfer-encoding", "chunked")
+                ]
+            ),
+            "ambiguous message framing: Transfer-Encoding other than exactly `chunked`"
+        );
+        assert_eq!(
+            check(Version::HTTP_10, &[("transfer-encoding", "chunked")]),
+            "ambiguous message framing: Transfer-Encoding on HTTP/1.0"
+        );
+    }
+}

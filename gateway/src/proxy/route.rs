@@ -1,0 +1,167 @@
+//! Routing: (host, canonical path) → the route that serves it.
+//!
+//! Hosts match exactly (lower-cased, port removed); a `*` host catches hosts no other
+//! route names. Within a host the longest matching prefix wins, and prefixes match on
+//! segment boundaries (`/api` matches `/api` and `/api/x`, never `/apix`). Matching is
+//! case-sensitive unless the route says its upstream is case-insensitive.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::allowlist::Allowlist;
+use super::path::CanonicalPath;
+use super::reject::Reject;
+use super::upstream::{Upstream, UpstreamError};
+use crate::config::{Access, RouteConfig};
+
+/// A compiled route.
+pub struct Route {
+    pub(crate) id: String,
+    prefix: String,
+    case_insensitive: bool,
+    pub(crate) access: Access,
+    pub(crate) resource: Option<String>,
+    pub(crate) allowlist: Option<Allowlist>,
+    pub(crate) websocket: bool,
+    pub(crate) preserve_host: bool,
+    pub(crate) upstream: Upstream,
+}
+
+/// Every route, indexed by host.
+pub struct RouteTable {
+    by_host: HashMap<String, Vec<Arc<Route>>>,
+    any_host: Vec<Arc<Route>>,
+    unknown_host_status: http::StatusCode,
+}
+
+impl RouteTable {
+    /// Compiles the configured routes, building one pooled upstream client per route.
+    pub fn build(
+        routes: &[RouteConfig],
+        unknown_host_status: http::StatusCode,
+    ) -> Result<RouteTable, UpstreamError> {
+        let mut by_host: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
+        let mut any_host = Vec::new();
+        for config in routes {
+            let route = Arc::new(Route {
+                id: config.id.clone(),
+                prefix: config.path.clone(),
+                case_insensitive: config.case_insensitive,
+                access: config.access,
+                resource: config.resource.clone(),
+                allowlist: (!config.allow.is_empty())
+                    .then(|| Allowlist::new(format!("route:{}", config.id), config.allow.clone())),
+                websocket: config.websocket,
+                preserve_host: config.preserve_host,
+                upstream: Upstream::build(config)?,
+            });
+            if config.host == "*" {
+                any_host.push(route);
+            } else {
+                by_host.entry(config.host.clone()).or_default().push(route);
+            }
+        }
+        for list in by_host.values_mut().chain(std::iter::once(&mut any_host)) {
+            list.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
+        }
+        Ok(RouteTable {
+            by_host,
+            any_host,
+            unknown_host_status,
+        })
+    }
+
+    /// The route for a request to `host` (lower-case, no port) at `path`.
+    pub fn lookup(&self, host: &str, path: &CanonicalPath) -> Result<&Arc<Route>, Reject> {
+        let candidates = match self.by_host.get(host) {
+            Some(list) => list,
+            None if !self.any_host.is_empty() => &self.any_host,
+            None => {
+                return Err(Reject::UnknownHost {
+                    host: host.to_owned(),
+                    status: self.unknown_host_status,
+                });
+            }
+        };
+        candidates
+            .iter()
+            .find(|route| route.matches(path.as_str()))
+            .ok_or_else(|| Reject::NoRoute {
+                host: host.to_owned(),
+            })
+    }
+}
+
+impl Route {
+    fn matches(&self, path: &str) -> bool {
+        let prefix = self.prefix.as_str();
+        if prefix == "/" {
+            return true;
+        }
+        let Some(head) = path.get(..prefix.len()) else {
+            return false;
+        };
+        let head_matches = if self.case_insensitive {
+            head.eq_ignore_ascii_case(prefix)
+        } else {
+            head == prefix
+        };
+        head_matches
+            && (prefix.ends_with('/')
+                || matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+    }
+}
+
+/// The request's host: lower-cased, port removed, checked to be a host name or an IP
+/// literal. `authority` is the request target's authority (HTTP/2 `:authority`, or an
+/// absolute-form HTTP/1.1 target); `host_headers` are the `Host` header lines. Several
+/// `Host` lines, or a `Host` that disagrees with the authority, are refused.
+pub fn request_host<'a>(
+    authority: Option<&http::uri::Authority>,
+    mut host_headers: impl Iterator<Item = &'a http::HeaderValue>,
+) -> Result<RequestHost, Reject> {
+    let first = host_headers.next();
+    if host_headers.next().is_some() {
+        return Err(Reject::BadHost);
+    }
+    let header_host = match first {
+        Some(value) => Some(value.to_str().map_err(|_| Reject::BadHost)?),
+        None => None,
+    };
+    let raw = match (authority, header_host) {
+        (Some(authority), Some(header)) if !authority.as_str().eq_ignore_ascii_case(header) => {
+            return Err(Reject::BadHost);
+        }
+        (Some(authority), _) => authority.as_str(),
+        (None, Some(header)) => header,
+        (None, None) => return Err(Reject::BadHost),
+    };
+    let authority: http::uri::Authority = raw.parse().map_err(|_| Reject::BadHost)?;
+    if authority.as_str().contains('@') {
+        return Err(Reject::BadHost);
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'));
+    if !valid {
+        return Err(Reject::BadHost);
+    }
+    Ok(RequestHost {
+        name: host,
+        raw: authority.as_str().to_owned(),
+    })
+}
+
+/// The host a request is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHost {
+    /// Lower-cased, without port: what routes match on.
+    pub name: String,
+    /// As the client wrote it (with port, if any): what the upstream is told.
+    pub raw: String,
+}
+
+#[cfg(test)]
+mod tests;
