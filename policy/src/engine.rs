@@ -1,0 +1,463 @@
+//! Evaluating a request against one immutable bundle.
+//!
+//! Per request the engine builds a tiny Cedar world: the resource and its
+//! ancestor chain (from the [`Directory`]), the user as a member of exactly the
+//! roles bound on that chain, and the requested action. It evaluates only the
+//! policies whose action scope can match the action (precomputed per action at
+//! load), so the cost does not grow with the number of role bindings. Any
+//! evaluation error denies.
+
+use std::collections::{HashMap, HashSet};
+
+use cedar_policy::{
+    ActionConstraint, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    PolicySet, RestrictedExpression, Schema,
+};
+use serde::Serialize;
+
+use crate::bundle::Bundle;
+use crate::datetime::format_utc;
+use crate::directory::{Directory, EntityRef, Parent, RoleBinding};
+use crate::explain::Explanation;
+use crate::request::Request;
+use crate::revision::Revision;
+
+/// The deepest resource hierarchy the engine follows; deeper means a data error.
+const MAX_DEPTH: usize = 32;
+
+/// Holds one loaded bundle and answers requests with it.
+///
+/// Hot reload swaps whole engines (e.g. an `Arc<Engine>`); an engine never changes.
+#[derive(Debug)]
+pub struct Engine {
+    bundle: Bundle,
+}
+
+impl Engine {
+    /// An engine deciding with `bundle`.
+    pub fn new(bundle: Bundle) -> Engine {
+        Engine { bundle }
+    }
+
+    /// The bundle this engine decides with.
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// The revision of the bundle, for health output, metrics and audit entries.
+    pub fn revision(&self) -> &Revision {
+        self.bundle.revision()
+    }
+
+    /// Decides `request`, reading role bindings and the hierarchy from `directory`.
+    ///
+    /// Default deny; `forbid` wins; any evaluation error denies and is reported.
+    pub fn decide(&self, request: &Request, directory: &dyn Directory) -> Decision {
+        decide(&self.bundle, request, directory)
+    }
+
+    /// Why `decision` came out as it did, in words.
+    pub fn explain(&self, decision: &Decision) -> Explanation {
+        Explanation::new(&self.bundle, decision)
+    }
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// The request may proceed.
+    Allow,
+    /// The request must be refused.
+    Deny,
+}
+
+/// What the effect rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Allowed: at least one permit matched and no forbid did.
+    Permit,
+    /// Denied: at least one forbid matched.
+    Forbid,
+    /// Denied: no permit matched (default deny).
+    DefaultDeny,
+    /// Denied: something could not be evaluated.
+    Error,
+}
+
+/// Something that could not be evaluated; always makes the decision a deny.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EvalError {
+    /// A policy's condition failed to evaluate (Cedar would have skipped it).
+    #[error("policy `{policy}` failed to evaluate: {message}")]
+    Policy {
+        /// The policy's `@id`.
+        policy: String,
+        /// Cedar's message.
+        message: String,
+    },
+    /// The resource (or one of its ancestors) is not in the directory.
+    #[error("entity {entity} is not in the directory")]
+    UnknownEntity {
+        /// The missing entity.
+        entity: String,
+    },
+    /// The hierarchy above the resource loops or is deeper than the engine follows.
+    #[error("the hierarchy above {entity} has a cycle or is deeper than {MAX_DEPTH}")]
+    Hierarchy {
+        /// The requested resource.
+        entity: String,
+    },
+    /// The request does not fit the schema (unknown action or entity type,
+    /// action not applicable to the resource type, bad context).
+    #[error("invalid request: {message}")]
+    InvalidRequest {
+        /// What does not fit.
+        message: String,
+    },
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    effect: Effect,
+    basis: Basis,
+    policies: Vec<String>,
+    bindings: Vec<RoleBinding>,
+    errors: Vec<EvalError>,
+}
+
+impl Decision {
+    /// Allow or deny.
+    pub fn effect(&self) -> Effect {
+        self.effect
+    }
+
+    /// Whether the request may proceed.
+    pub fn is_allowed(&self) -> bool {
+        self.effect == Effect::Allow
+    }
+
+    /// What the effect rests on.
+    pub fn basis(&self) -> Basis {
+        self.basis
+    }
+
+    /// The determining policies' `@id`s, sorted: the matching permits for an
+    /// allow, the matching forbids for a forbid, the failing policies for an
+    /// error, none for a default deny.
+    pub fn policies(&self) -> &[String] {
+        &self.policies
+    }
+
+    /// The role bindings that applied to the resource (the user's roles here).
+    pub fn bindings(&self) -> &[RoleBinding] {
+        &self.bindings
+    }
+
+    /// What could not be evaluated.
+    pub fn errors(&self) -> &[EvalError] {
+        &self.errors
+    }
+
+    fn failed(errors: Vec<EvalError>, bindings: Vec<RoleBinding>) -> Decision {
+        let mut policies: Vec<String> = errors
+            .iter()
+            .filter_map(|error| match error {
+                EvalError::Policy { policy, .. } => Some(policy.clone()),
+                _ => None,
+            })
+            .collect();
+        policies.sort();
+        policies.dedup();
+        Decision {
+            effect: Effect::Deny,
+            basis: Basis::Error,
+            policies,
+            bindings,
+            errors,
+        }
+    }
+}
+
+/// What the bundle precomputes for fast decisions.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    authorizer: Authorizer,
+    entity_types: HashMap<String, EntityTypeName>,
+    user_type: EntityTypeName,
+    role_type: EntityTypeName,
+    actions: HashMap<String, ActionSlice>,
+}
+
+/// One action: its entity (with its groups as ancestors) and the policies
+/// whose action scope can match it.
+#[derive(Debug)]
+struct ActionSlice {
+    uid: EntityUid,
+    resource_types: Vec<String>,
+    entity: Entity,
+    policies: PolicySet,
+}
+
+impl Compiled {
+    /// Precomputes per-action policy slices; fails if the schema lacks the
+    /// entity types the engine relies on.
+    pub(crate) fn new(schema: &Schema, policies: &PolicySet) -> Result<Compiled, String> {
+        let entity_types: HashMap<String, EntityTypeName> = schema
+            .entity_types()
+            .map(|name| (name.to_string(), name.clone()))
+            .collect();
+        let required = |name: &str| {
+            entity_types
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("error: the schema must declare entity type `{name}`"))
+        };
+        let user_type = required("User")?;
+        let role_type = required("Role")?;
+        let action_entities = schema
+            .action_entities()
+            .map_err(|error| format!("error: {error}"))?;
+        let mut actions = HashMap::new();
+        for uid in schema.actions() {
+            let Some(entity) = action_entities.get(uid) else {
+                continue;
+            };
+            let ancestors: HashSet<&EntityUid> = action_entities
+                .ancestors(uid)
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            let mut slice = PolicySet::new();
+            for policy in policies.policies() {
+                let matches = match policy.action_constraint() {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(action) => action == *uid,
+                    ActionConstraint::In(actions) => actions
+                        .iter()
+                        .any(|action| action == uid || ancestors.contains(action)),
+                };
+                if matches {
+                    slice
+                        .add(policy.clone())
+                        .map_err(|error| format!("error: {error}"))?;
+                }
+            }
+            let name = uid.id().unescaped().to_string();
+            let mut resource_types: Vec<String> = schema
+                .resources_for_action(uid)
+                .map(|types| types.map(ToString::to_string).collect())
+                .unwrap_or_default();
+            resource_types.sort();
+            let slice = ActionSlice {
+                uid: uid.clone(),
+                resource_types,
+                entity: entity.clone(),
+                policies: slice,
+            };
+            actions.insert(name, slice);
+        }
+        Ok(Compiled {
+            authorizer: Authorizer::new(),
+            entity_types,
+            user_type,
+            role_type,
+            actions,
+        })
+    }
+
+    /// Each requestable action with the resource types it applies to.
+    pub(crate) fn action_resource_types(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.actions
+            .iter()
+            .filter(|(_, slice)| !slice.resource_types.is_empty())
+            .map(|(name, slice)| (name.as_str(), slice.resource_types.as_slice()))
+    }
+
+    fn uid(&self, entity: &EntityRef) -> Result<EntityUid, EvalError> {
+        let Some(type_name) = self.entity_types.get(&entity.kind) else {
+            return Err(EvalError::InvalidRequest {
+                message: format!("unknown entity type `{}`", entity.kind),
+            });
+        };
+        Ok(EntityUid::from_type_name_and_id(
+            type_name.clone(),
+            EntityId::new(&entity.id),
+        ))
+    }
+}
+
+pub(crate) fn decide(bundle: &Bundle, request: &Request, directory: &dyn Directory) -> Decision {
+    let compiled = bundle.compiled();
+    let chain = match ancestor_chain(&request.resource, directory) {
+        Ok(chain) => chain,
+        Err(error) => return Decision::failed(vec![error], Vec::new()),
+    };
+    let bindings: Vec<RoleBinding> = chain
+        .iter()
+        .flat_map(|scope| directory.bindings_at(&request.principal, scope))
+        .cloned()
+        .collect();
+    let Some(action) = compiled.actions.get(&request.action) else {
+        let error = EvalError::InvalidRequest {
+            message: format!("unknown action `{}`", request.action),
+        };
+        return Decision::failed(vec![error], bindings);
+    };
+    let prepared = prepare(
+        compiled,
+        bundle.schema(),
+        request,
+        &chain,
+        &bindings,
+        action,
+    );
+    let (cedar_request, entities) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return Decision::failed(vec![error], bindings),
+    };
+    let response = compiled
+        .authorizer
+        .is_authorized(&cedar_request, &action.policies, &entities);
+    let errors: Vec<EvalError> = response
+        .diagnostics()
+        .errors()
+        .map(|error| match error {
+            cedar_policy::AuthorizationError::PolicyEvaluationError(error) => EvalError::Policy {
+                policy: error.policy_id().to_string(),
+                message: error.inner().to_string(),
+            },
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Decision::failed(errors, bindings);
+    }
+    let mut policies: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    policies.sort();
+    let (effect, basis) = match response.decision() {
+        cedar_policy::Decision::Allow => (Effect::Allow, Basis::Permit),
+        cedar_policy::Decision::Deny if policies.is_empty() => (Effect::Deny, Basis::DefaultDeny),
+        cedar_policy::Decision::Deny => (Effect::Deny, Basis::Forbid),
+    };
+    Decision {
+        effect,
+        basis,
+        policies,
+        bindings,
+        errors,
+    }
+}
+
+/// The resource followed by its ancestors, nearest first.
+fn ancestor_chain<'a>(
+    resource: &'a EntityRef,
+    directory: &'a dyn Directory,
+) -> Result<Vec<&'a EntityRef>, EvalError> {
+    let mut chain = vec![resource];
+    let mut current = resource;
+    loop {
+        match directory.parent(current) {
+            Parent::Unknown => {
+                return Err(EvalError::UnknownEntity {
+                    entity: current.to_string(),
+                });
+            }
+            Parent::Root => return Ok(chain),
+            Parent::Child(parent) => {
+                if chain.len() >= MAX_DEPTH || chain.contains(&parent) {
+                    return Err(EvalError::Hierarchy {
+                        entity: resource.to_string(),
+                    });
+                }
+                chain.push(parent);
+                current = parent;
+            }
+        }
+    }
+}
+
+/// The Cedar request and the per-request entities.
+fn prepare(
+    compiled: &Compiled,
+    schema: &Schema,
+    request: &Request,
+    chain: &[&EntityRef],
+    bindings: &[RoleBinding],
+    action: &ActionSlice,
+) -> Result<(cedar_policy::Request, Entities), EvalError> {
+    let invalid = |message: String| EvalError::InvalidRequest { message };
+    let principal = EntityUid::from_type_name_and_id(
+        compiled.user_type.clone(),
+        EntityId::new(&request.principal),
+    );
+    let roles: HashSet<EntityUid> = bindings
+        .iter()
+        .map(|binding| {
+            EntityUid::from_type_name_and_id(
+                compiled.role_type.clone(),
+                EntityId::new(&binding.role),
+            )
+        })
+        .collect();
+    let mut entities = Vec::with_capacity(chain.len() + 2);
+    entities.push(Entity::new_no_attrs(principal.clone(), roles));
+    entities.push(action.entity.clone());
+    let mut chain_uids = Vec::with_capacity(chain.len());
+    for entity in chain {
+        chain_uids.push(compiled.uid(entity)?);
+    }
+    let resource = chain_uids
+        .first()
+        .cloned()
+        .ok_or_else(|| invalid("empty resource chain".to_string()))?;
+    for (index, uid) in chain_uids.iter().enumerate() {
+        let parents: HashSet<EntityUid> = chain_uids.get(index + 1).cloned().into_iter().collect();
+        entities.push(Entity::new_no_attrs(uid.clone(), parents));
+    }
+    let entities =
+        Entities::from_entities(entities, None).map_err(|error| invalid(error.to_string()))?;
+
+    let context = &request.context;
+    let time = format_utc(context.time)
+        .ok_or_else(|| invalid("request time is before 1970".to_string()))?;
+    let session_age = i64::try_from(context.session_age_seconds).unwrap_or(i64::MAX);
+    let context = Context::from_pairs([
+        (
+            "ip".to_string(),
+            RestrictedExpression::new_ip(context.ip.to_canonical().to_string()),
+        ),
+        (
+            "mfa".to_string(),
+            RestrictedExpression::new_bool(context.mfa),
+        ),
+        (
+            "authMethod".to_string(),
+            RestrictedExpression::new_string(context.auth_method.clone()),
+        ),
+        (
+            "sessionAgeSeconds".to_string(),
+            RestrictedExpression::new_long(session_age),
+        ),
+        (
+            "environment".to_string(),
+            RestrictedExpression::new_string(context.environment.as_str().to_string()),
+        ),
+        ("time".to_string(), RestrictedExpression::new_datetime(time)),
+    ])
+    .map_err(|error| invalid(error.to_string()))?;
+    let cedar_request = cedar_policy::Request::new(
+        principal,
+        action.uid.clone(),
+        resource,
+        context,
+        Some(schema),
+    )
+    .map_err(|error| invalid(error.to_string()))?;
+    Ok((cedar_request, entities))
+}

@@ -1,0 +1,389 @@
+//! Policy test cases kept in the bundle (`tests/*.json`) and the runner that
+//! checks them and reports coverage.
+//!
+//! A suite names a fixture (`fixtures/<name>.json`: the hierarchy and role
+//! bindings), a default context, and cases; each case may override context
+//! fields and add role bindings. The format is documented in
+//! `policies/README.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{Bundle, PolicyInfo};
+use crate::datetime::parse_utc;
+use crate::directory::{EntityRef, MemoryDirectory, RoleBinding};
+use crate::engine::{Basis, Decision, decide};
+use crate::error::{Problem, json_message};
+use crate::request::{Environment, Request, RequestContext};
+
+/// A parsed `tests/*.json` file.
+#[derive(Debug)]
+pub(crate) struct TestSuite {
+    file: PathBuf,
+    fixture: String,
+    cases: Vec<TestCase>,
+}
+
+#[derive(Debug)]
+struct TestCase {
+    name: String,
+    request: Request,
+    /// The fixture plus this case's extra bindings, when it has any.
+    directory: Option<MemoryDirectory>,
+    expect: Expect,
+    policies: Option<Vec<String>>,
+}
+
+/// What a case expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Expect {
+    Allow,
+    Deny,
+    /// A deny caused by an evaluation error.
+    Error,
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Expect::Allow => "allow",
+            Expect::Deny => "deny",
+            Expect::Error => "error",
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuite {
+    fixture: String,
+    #[serde(default)]
+    context: serde_json::Map<String, serde_json::Value>,
+    cases: Vec<RawCase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    name: String,
+    principal: String,
+    action: String,
+    resource: EntityRef,
+    #[serde(default)]
+    context: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    bindings: Vec<RoleBinding>,
+    expect: Expect,
+    policies: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawContext {
+    ip: std::net::IpAddr,
+    mfa: bool,
+    auth_method: String,
+    session_age_seconds: u64,
+    environment: Environment,
+    time: String,
+}
+
+/// Parses one test file, checking fixture names, bindings and policy ids.
+pub(crate) fn parse_suite(
+    path: &Path,
+    text: &str,
+    fixtures: &BTreeMap<String, MemoryDirectory>,
+    policies: &BTreeMap<String, PolicyInfo>,
+) -> Result<TestSuite, Vec<Problem>> {
+    let raw: RawSuite = serde_json::from_str(text).map_err(|error| {
+        vec![Problem::at(
+            path,
+            error.line(),
+            error.column(),
+            format!("error: {}", json_message(&error)),
+        )]
+    })?;
+    let mut problems = Vec::new();
+    let problem = |name: &str, message: String| {
+        Problem::in_file(path, format!("error: case `{name}`: {message}"))
+    };
+    let Some(fixture) = fixtures.get(&raw.fixture) else {
+        let message = format!(
+            "error: unknown fixture `{}` (expected `fixtures/{}.json`)",
+            raw.fixture, raw.fixture
+        );
+        return Err(vec![Problem::in_file(path, message)]);
+    };
+    let mut cases = Vec::new();
+    for case in raw.cases {
+        let mut fields = raw.context.clone();
+        fields.extend(case.context);
+        let context = match parse_context(fields) {
+            Ok(context) => context,
+            Err(message) => {
+                problems.push(problem(&case.name, message));
+                continue;
+            }
+        };
+        let directory = if case.bindings.is_empty() {
+            None
+        } else {
+            let mut directory = fixture.clone();
+            let mut bound = Ok(());
+            for binding in case.bindings {
+                bound = bound.and_then(|()| directory.bind(binding));
+            }
+            if let Err(error) = bound {
+                problems.push(problem(&case.name, error.to_string()));
+                continue;
+            }
+            Some(directory)
+        };
+        for id in case.policies.iter().flatten() {
+            if !policies.contains_key(id) {
+                problems.push(problem(
+                    &case.name,
+                    format!("expects unknown policy `{id}`"),
+                ));
+            }
+        }
+        let mut expected_policies = case.policies;
+        if let Some(ids) = &mut expected_policies {
+            ids.sort();
+        }
+        cases.push(TestCase {
+            name: case.name,
+            request: Request {
+                principal: case.principal,
+                action: case.action,
+                resource: case.resource,
+                context,
+            },
+            directory,
+            expect: case.expect,
+            policies: expected_policies,
+        });
+    }
+    if problems.is_empty() {
+        Ok(TestSuite {
+            file: path.to_path_buf(),
+            fixture: raw.fixture,
+            cases,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn parse_context(
+    fields: serde_json::Map<String, serde_json::Value>,
+) -> Result<RequestContext, String> {
+    let raw: RawContext = serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|error| format!("context: {}", json_message(&error)))?;
+    let time = parse_utc(&raw.time)
+        .ok_or_else(|| format!("context: time `{}` is not `YYYY-MM-DDThh:mm:ssZ`", raw.time))?;
+    Ok(RequestContext {
+        ip: raw.ip,
+        mfa: raw.mfa,
+        auth_method: raw.auth_method,
+        session_age_seconds: raw.session_age_seconds,
+        environment: raw.environment,
+        time,
+    })
+}
+
+/// The outcome of running a bundle's test cases.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestReport {
+    revision: String,
+    cases: Vec<CaseResult>,
+    coverage: Coverage,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    file: PathBuf,
+    name: String,
+    passed: bool,
+    failures: Vec<String>,
+    decision: Decision,
+}
+
+/// Which policies the cases exercised as a determining policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Coverage {
+    total: usize,
+    covered: Vec<String>,
+    uncovered: Vec<String>,
+}
+
+impl TestReport {
+    /// Whether every case passed.
+    pub fn passed(&self) -> bool {
+        self.cases.iter().all(|case| case.passed)
+    }
+
+    /// Every case's outcome, in file order.
+    pub fn cases(&self) -> &[CaseResult] {
+        &self.cases
+    }
+
+    /// Policy coverage.
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
+    }
+}
+
+impl CaseResult {
+    /// `file: name`.
+    pub fn name(&self) -> String {
+        format!("{}: {}", self.file.display(), self.name)
+    }
+
+    /// Whether the case passed.
+    pub fn passed(&self) -> bool {
+        self.passed
+    }
+
+    /// Why it failed; empty when it passed.
+    pub fn failures(&self) -> &[String] {
+        &self.failures
+    }
+
+    /// The decision the engine made.
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+}
+
+impl Coverage {
+    /// Whether every policy determined at least one decision.
+    pub fn is_complete(&self) -> bool {
+        self.uncovered.is_empty()
+    }
+
+    /// The policies no case exercised as a determining policy, sorted.
+    pub fn uncovered(&self) -> &[String] {
+        &self.uncovered
+    }
+}
+
+/// Runs every test case of `bundle` and computes coverage.
+pub fn run_tests(bundle: &Bundle) -> TestReport {
+    let mut cases = Vec::new();
+    let mut covered = std::collections::BTreeSet::new();
+    let empty = MemoryDirectory::new();
+    for suite in bundle.suites() {
+        let fixture = bundle.fixture(&suite.fixture).unwrap_or(&empty);
+        for case in &suite.cases {
+            let directory = case.directory.as_ref().unwrap_or(fixture);
+            let decision = decide(bundle, &case.request, directory);
+            if matches!(decision.basis(), Basis::Permit | Basis::Forbid) {
+                covered.extend(decision.policies().iter().cloned());
+            }
+            let failures = check_case(case, &decision);
+            cases.push(CaseResult {
+                file: suite.file.clone(),
+                name: case.name.clone(),
+                passed: failures.is_empty(),
+                failures,
+                decision,
+            });
+        }
+    }
+    let all: Vec<String> = bundle
+        .policies()
+        .map(|info| info.id().to_string())
+        .collect();
+    let uncovered = all
+        .iter()
+        .filter(|id| !covered.contains(*id))
+        .cloned()
+        .collect();
+    let coverage = Coverage {
+        total: all.len(),
+        covered: covered.into_iter().collect(),
+        uncovered,
+    };
+    TestReport {
+        revision: bundle.revision().to_string(),
+        cases,
+        coverage,
+    }
+}
+
+fn check_case(case: &TestCase, decision: &Decision) -> Vec<String> {
+    let mut failures = Vec::new();
+    let actual = match decision.basis() {
+        Basis::Permit => Expect::Allow,
+        Basis::Forbid | Basis::DefaultDeny => Expect::Deny,
+        Basis::Error => Expect::Error,
+    };
+    if actual != case.expect {
+        failures.push(format!(
+            "expected {}, got {actual} ({})",
+            case.expect,
+            describe(decision)
+        ));
+    }
+    if let Some(expected) = &case.policies
+        && expected.as_slice() != decision.policies()
+    {
+        failures.push(format!(
+            "expected determining policies [{}], got [{}]",
+            expected.join(", "),
+            decision.policies().join(", ")
+        ));
+    }
+    if case.expect != Expect::Error {
+        failures.extend(
+            decision
+                .errors()
+                .iter()
+                .map(|error| format!("evaluation error: {error}")),
+        );
+    }
+    failures
+}
+
+fn describe(decision: &Decision) -> String {
+    match decision.basis() {
+        Basis::Permit => format!("permitted by {}", decision.policies().join(", ")),
+        Basis::Forbid => format!("forbidden by {}", decision.policies().join(", ")),
+        Basis::DefaultDeny => "no policy permits it".to_string(),
+        Basis::Error => "evaluation error".to_string(),
+    }
+}
+
+impl fmt::Display for TestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for case in &self.cases {
+            let status = if case.passed { "ok  " } else { "FAIL" };
+            writeln!(f, "{status} {}", case.name())?;
+            for failure in &case.failures {
+                writeln!(f, "       {failure}")?;
+            }
+        }
+        let n_passed = self.cases.iter().filter(|case| case.passed).count();
+        writeln!(
+            f,
+            "results: {n_passed} passed, {} failed",
+            self.cases.len() - n_passed
+        )?;
+        write!(
+            f,
+            "coverage: {} of {} policies determined at least one decision",
+            self.coverage.covered.len(),
+            self.coverage.total
+        )?;
+        if !self.coverage.uncovered.is_empty() {
+            write!(f, "\nnot covered: {}", self.coverage.uncovered.join(", "))?;
+        }
+        Ok(())
+    }
+}
