@@ -8,7 +8,10 @@
     clippy::indexing_slicing,
     reason = "benchmark setup: a broken fixture should stop the run"
 )]
-#![expect(missing_docs, reason = "criterion_group! generates an undocumented function")]
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

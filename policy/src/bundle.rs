@@ -477,4 +477,4 @@ fn slash_path(path: &Path) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -461,3 +461,6 @@ fn prepare(
     .map_err(|error| invalid(error.to_string()))?;
     Ok((cedar_request, entities))
 }
+
+#[cfg(test)]
+mod tests;

@@ -92,3 +92,80 @@ fn collect_policy_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), IoErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use expect_test::expect;
+
+    use super::*;
+
+    #[test]
+    fn reports_and_fixes_unformatted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let messy = "// keep me\n@id(\"p\")   permit(principal,action in [Action::\"read\"],resource)  when {context.mfa};";
+        fs::create_dir_all(dir.path().join("roles")).unwrap();
+        fs::write(dir.path().join("roles/messy.cedar"), messy).unwrap();
+        let canonical = format_policy_text(messy).unwrap();
+        fs::write(dir.path().join("tidy.cedar"), &canonical).unwrap();
+        fs::write(dir.path().join("notes.txt"), "not policy").unwrap();
+
+        let files = format_bundle(dir.path()).unwrap();
+        let summary: Vec<(String, bool)> = files
+            .iter()
+            .map(|file| {
+                (
+                    file.path()
+                        .strip_prefix(dir.path())
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                    file.changed(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("roles/messy.cedar".to_string(), true),
+                ("tidy.cedar".to_string(), false)
+            ]
+        );
+        expect![[r#"
+            // keep me
+            @id("p")
+            permit (
+              principal,
+              action in [Action::"read"],
+              resource
+            )
+            when { context.mfa };
+        "#]].assert_eq(&canonical);
+    }
+
+    #[test]
+    fn unparsable_files_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("bad.cedar"), "permit(").unwrap();
+        let error = format_bundle(dir.path()).unwrap_err();
+        assert!(
+            error.to_string().starts_with("cannot format `bad.cedar`: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn default_bundle_is_formatted() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let changed: Vec<_> = format_bundle(&dir)
+            .unwrap()
+            .into_iter()
+            .filter(FormattedFile::changed)
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "run `portcullis policy fmt`: {changed:#?}"
+        );
+    }
+}

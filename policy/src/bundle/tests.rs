@@ -215,7 +215,7 @@ fn policy_info_carries_annotations_and_position() {
         (
             "forbid",
             Path::new("guardrails/production.cedar"),
-            8,
+            12,
             1,
             Some("MFA for production writes")
         )
