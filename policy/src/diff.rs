@@ -34,7 +34,7 @@ pub struct AccessChange {
     action: String,
     resource: String,
     change: Change,
-    /// The representative contexts in which the change shows, or empty for all of them.
+    /// In which representative contexts the change shows, in words; empty for all of them.
     contexts: Vec<String>,
 }
 
@@ -203,15 +203,12 @@ pub fn diff(before: &Bundle, after: &Bundle) -> AccessDiff {
     let changes = cells
         .into_iter()
         .map(|((subject, action, resource, change), indexes)| {
-            let contexts = if indexes.len() == contexts.len() {
-                Vec::new()
-            } else {
-                indexes
-                    .iter()
-                    .filter_map(|index| contexts.get(*index))
-                    .map(|(label, _)| label.clone())
-                    .collect()
-            };
+            let points: Vec<[usize; 4]> = indexes
+                .iter()
+                .filter_map(|index| contexts.get(*index))
+                .map(|(point, _)| *point)
+                .collect();
+            let contexts = describe_contexts(&points);
             AccessChange {
                 subject,
                 action,
@@ -287,19 +284,28 @@ fn probe_directory(subject: &Subject, resource: &EntityRef) -> MemoryDirectory {
     directory
 }
 
-/// Labelled contexts covering the facts the default guardrails read.
-fn representative_contexts() -> Vec<(String, RequestContext)> {
+/// The dimensions of the representative contexts and the words for each value.
+const DIMENSIONS: [[&str; 3]; 4] = [
+    ["dev", "test", "prod"],
+    ["no mfa", "mfa", ""],
+    ["internal ip", "external ip", ""],
+    ["password sign-in", "oidc sign-in", ""],
+];
+
+/// The number of values of each dimension.
+const SIZES: [usize; 4] = [3, 2, 2, 2];
+
+/// Contexts covering the facts the default guardrails read, each with its
+/// value index per dimension.
+fn representative_contexts() -> Vec<([usize; 4], RequestContext)> {
     let mut contexts = Vec::new();
     let internal = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
     let external = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
-    for environment in [Environment::Dev, Environment::Test, Environment::Prod] {
-        for mfa in [false, true] {
-            for (network, ip) in [("internal", internal), ("external", external)] {
-                for auth_method in ["password", "oidc"] {
-                    let label = format!(
-                        "{environment}/{}/{network}/{auth_method}",
-                        if mfa { "mfa" } else { "no-mfa" }
-                    );
+    let environments = [Environment::Dev, Environment::Test, Environment::Prod];
+    for (env_index, environment) in environments.into_iter().enumerate() {
+        for (mfa_index, mfa) in [false, true].into_iter().enumerate() {
+            for (ip_index, ip) in [internal, external].into_iter().enumerate() {
+                for (auth_index, auth_method) in ["password", "oidc"].into_iter().enumerate() {
                     let context = RequestContext {
                         ip,
                         mfa,
@@ -308,12 +314,102 @@ fn representative_contexts() -> Vec<(String, RequestContext)> {
                         environment,
                         time: UNIX_EPOCH + Duration::from_secs(1_767_614_400),
                     };
-                    contexts.push((label, context));
+                    contexts.push(([env_index, mfa_index, ip_index, auth_index], context));
                 }
             }
         }
     }
     contexts
+}
+
+/// Words for a set of contexts: empty for all of them, else phrases such as
+/// "dev or test, password sign-in" whose union is exactly the set.
+fn describe_contexts(points: &[[usize; 4]]) -> Vec<String> {
+    let n_all: usize = SIZES.iter().product();
+    if points.len() == n_all {
+        return Vec::new();
+    }
+    phrases(points, [false; 4])
+}
+
+/// Phrases covering `points`, ignoring the dimensions marked `fixed` (the
+/// caller names them). A set that is a product of per-dimension values is one
+/// phrase; otherwise it is split on its first varying dimension and the parts
+/// with the same description are merged.
+fn phrases(points: &[[usize; 4]], fixed: [bool; 4]) -> Vec<String> {
+    let word = |dim: usize, value: usize| {
+        DIMENSIONS
+            .get(dim)
+            .and_then(|words| words.get(value))
+            .copied()
+            .unwrap_or("")
+    };
+    let values: Vec<BTreeSet<usize>> = (0..SIZES.len())
+        .map(|dim| {
+            points
+                .iter()
+                .filter_map(|point| point.get(dim).copied())
+                .collect()
+        })
+        .collect();
+    let n_product: usize = values.iter().map(BTreeSet::len).product();
+    let free = |dim: usize| !fixed.get(dim).copied().unwrap_or(true);
+    if n_product == points.len() {
+        let constrained = values
+            .iter()
+            .enumerate()
+            .zip(SIZES)
+            .filter(|((dim, set), size)| free(*dim) && set.len() < *size);
+        let phrase = constrained
+            .map(|((dim, set), _)| {
+                set.iter()
+                    .map(|value| word(dim, *value))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        return vec![phrase];
+    }
+    let Some(dim) = (0..SIZES.len())
+        .find(|dim| free(*dim) && values.get(*dim).is_some_and(|set| set.len() > 1))
+    else {
+        return Vec::new();
+    };
+    let mut groups: BTreeMap<usize, Vec<[usize; 4]>> = BTreeMap::new();
+    for point in points {
+        if let Some(value) = point.get(dim) {
+            groups.entry(*value).or_default().push(*point);
+        }
+    }
+    let mut fixed_here = fixed;
+    if let Some(slot) = fixed_here.get_mut(dim) {
+        *slot = true;
+    }
+    let mut merged: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    for (value, group) in groups {
+        let sub = phrases(&group, fixed_here);
+        match merged.iter_mut().find(|(existing, _)| *existing == sub) {
+            Some((_, group_values)) => group_values.push(value),
+            None => merged.push((sub, vec![value])),
+        }
+    }
+    let mut out = Vec::new();
+    for (sub, group_values) in merged {
+        let prefix = group_values
+            .iter()
+            .map(|value| word(dim, *value))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        for phrase in sub {
+            out.push(if phrase.is_empty() {
+                prefix.clone()
+            } else {
+                format!("{prefix}, {phrase}")
+            });
+        }
+    }
+    out
 }
 
 impl fmt::Display for Subject {
@@ -340,7 +436,7 @@ impl fmt::Display for AccessChange {
         if self.contexts.is_empty() {
             write!(f, " in every context")
         } else {
-            write!(f, " when {}", self.contexts.join(", "))
+            write!(f, " when {}", self.contexts.join("; or "))
         }
     }
 }
@@ -355,5 +451,144 @@ impl fmt::Display for AccessDiff {
             write!(f, "\n{change}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use expect_test::{Expect, expect};
+
+    use super::*;
+
+    /// Copies the default bundle without its tests into a fresh folder,
+    /// replacing `edits` (relative path, new text; empty text deletes).
+    fn bundle_with(edits: &[(&str, &str)]) -> Bundle {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let dir = tempfile::tempdir().unwrap();
+        for folder in ["", "roles", "guardrails", "routes", "fixtures"] {
+            fs::create_dir_all(dir.path().join(folder)).unwrap();
+            for entry in fs::read_dir(source.join(folder)).unwrap() {
+                let path = entry.unwrap().path();
+                let keep = path
+                    .extension()
+                    .is_some_and(|ext| ext == "cedar" || ext == "cedarschema" || ext == "json");
+                if path.is_file() && keep {
+                    fs::copy(
+                        &path,
+                        dir.path().join(folder).join(path.file_name().unwrap()),
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        for (path, text) in edits {
+            let path = dir.path().join(path);
+            if text.is_empty() {
+                fs::remove_file(path).unwrap();
+            } else {
+                fs::write(path, text).unwrap();
+            }
+        }
+        Bundle::load(dir.path()).unwrap()
+    }
+
+    fn check_diff(access_diff: &AccessDiff, expected: Expect) {
+        let text = access_diff.to_string();
+        let without_header: Vec<&str> = text.lines().skip(1).collect();
+        expected.assert_eq(&without_header.join("\n"));
+    }
+
+    #[test]
+    fn identical_bundles_have_no_changes() {
+        let bundle = bundle_with(&[("fixtures/acme.json", SMALL_FIXTURE)]);
+        let same = diff(&bundle, &bundle);
+        assert!(same.is_empty());
+        check_diff(&same, expect!["no changes"]);
+    }
+
+    const SMALL_FIXTURE: &str = r#"{
+      "entities": [
+        {"type": "Workspace", "id": "acme"},
+        {"type": "Environment", "id": "acme/prod", "parent": {"type": "Workspace", "id": "acme"}},
+        {"type": "App", "id": "acme/billing", "parent": {"type": "Environment", "id": "acme/prod"}},
+        {"type": "Connection", "id": "acme/db", "parent": {"type": "Workspace", "id": "acme"}}
+      ],
+      "bindings": [
+        {"user": "andy", "role": "analyst", "scope": {"type": "Workspace", "id": "acme"}},
+        {"user": "ann", "role": "admin", "scope": {"type": "Environment", "id": "acme/prod"}}
+      ]
+    }"#;
+
+    #[test]
+    fn lists_access_gained_and_lost_by_role_and_fixture_user() {
+        let before = bundle_with(&[("fixtures/acme.json", SMALL_FIXTURE)]);
+        let after = bundle_with(&[
+            ("fixtures/acme.json", SMALL_FIXTURE),
+            (
+                "roles/analyst.cedar",
+                "@id(\"role.analyst\")\npermit (\n  principal in Role::\"analyst\",\n  action in [Action::\"read\", Action::\"connection.use\"],\n  resource\n);\n",
+            ),
+            (
+                "roles/auditor.cedar",
+                "@id(\"role.custom.auditor\")\npermit (\n  principal in Role::\"auditor\",\n  action in [Action::\"transaction.read\", Action::\"scope.read\"],\n  resource\n)\nwhen { context.mfa };\n",
+            ),
+            ("routes/billing.cedar", ""),
+        ]);
+        let forward = diff(&before, &after);
+        check_diff(
+            &forward,
+            expect![[r#"
+                + role `analyst` gains connection.use on Connection in every context
+                - role `auditor` loses connection.read on Connection when mfa
+                - role `auditor` loses transaction.readPayload on Transaction when mfa, internal ip
+                + user `andy` of fixture `acme` gains connection.use on Connection::"acme/db" in every context
+                + user `andy` of fixture `acme` gains http:GET on App::"acme/billing" when password sign-in
+                + user `andy` of fixture `acme` gains http:HEAD on App::"acme/billing" when password sign-in
+                + user `andy` of fixture `acme` gains http:OPTIONS on App::"acme/billing" when password sign-in
+                + user `ann` of fixture `acme` gains http:DELETE on App::"acme/billing" when dev or test, password sign-in; or prod, mfa, password sign-in
+                + user `ann` of fixture `acme` gains http:GET on App::"acme/billing" when password sign-in
+                + user `ann` of fixture `acme` gains http:HEAD on App::"acme/billing" when password sign-in
+                + user `ann` of fixture `acme` gains http:OPTIONS on App::"acme/billing" when password sign-in
+                + user `ann` of fixture `acme` gains http:PATCH on App::"acme/billing" when dev or test, password sign-in; or prod, mfa, password sign-in
+                + user `ann` of fixture `acme` gains http:POST on App::"acme/billing" when dev or test, password sign-in; or prod, mfa, password sign-in
+                + user `ann` of fixture `acme` gains http:PUT on App::"acme/billing" when dev or test, password sign-in; or prod, mfa, password sign-in"#]],
+        );
+
+        let reverse = diff(&after, &before);
+        let flipped: Vec<(Subject, String, String, Change)> = reverse
+            .changes()
+            .iter()
+            .map(|change| {
+                let opposite = match change.change() {
+                    Change::Gained => Change::Lost,
+                    Change::Lost => Change::Gained,
+                };
+                (
+                    change.subject().clone(),
+                    change.action().to_string(),
+                    change.resource().to_string(),
+                    opposite,
+                )
+            })
+            .collect();
+        let mut forward_rows: Vec<_> = forward
+            .changes()
+            .iter()
+            .map(|change| {
+                (
+                    change.subject().clone(),
+                    change.action().to_string(),
+                    change.resource().to_string(),
+                    change.change(),
+                )
+            })
+            .collect();
+        let mut flipped = flipped;
+        forward_rows.sort();
+        flipped.sort();
+        assert_eq!(forward_rows, flipped);
     }
 }

@@ -141,7 +141,8 @@ mod tests {
               resource
             )
             when { context.mfa };
-        "#]].assert_eq(&canonical);
+        "#]]
+        .assert_eq(&canonical);
     }
 
     #[test]

@@ -387,3 +387,125 @@ impl fmt::Display for TestReport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+    use crate::bundle::tests::load_files;
+
+    const SCHEMA: &str = r#"entity Role;
+entity User in [Role];
+entity App;
+type Ctx = { ip: ipaddr, mfa: Bool, authMethod: String, sessionAgeSeconds: Long, environment: String, time: datetime };
+action view appliesTo { principal: User, resource: App, context: Ctx };
+"#;
+
+    const POLICIES: &str = r#"@id("viewers")
+permit (principal in Role::"viewer", action, resource);
+
+@id("no-mfa-no-view")
+forbid (principal, action, resource) unless { context.mfa };
+
+@id("never-tested")
+forbid (principal, action, resource) when { context.sessionAgeSeconds > 100 };
+"#;
+
+    const FIXTURE: &str = r#"{
+  "entities": [{"type": "App", "id": "a"}],
+  "bindings": [{"user": "vic", "role": "viewer", "scope": {"type": "App", "id": "a"}}]
+}"#;
+
+    const SUITE: &str = r#"{
+  "fixture": "apps",
+  "context": {"ip": "10.0.0.1", "mfa": true, "authMethod": "password", "sessionAgeSeconds": 1, "environment": "dev", "time": "2026-01-01T00:00:00Z"},
+  "cases": [
+    {"name": "viewer views", "principal": "vic", "action": "view", "resource": {"type": "App", "id": "a"}, "expect": "allow", "policies": ["viewers"]},
+    {"name": "mfa is required", "principal": "vic", "action": "view", "resource": {"type": "App", "id": "a"}, "context": {"mfa": false}, "expect": "deny", "policies": ["no-mfa-no-view"]},
+    {"name": "a stranger views (wrong on purpose)", "principal": "eve", "action": "view", "resource": {"type": "App", "id": "a"}, "expect": "allow"},
+    {"name": "wrong policy expected", "principal": "vic", "action": "view", "resource": {"type": "App", "id": "a"}, "expect": "allow", "policies": ["no-mfa-no-view"]},
+    {"name": "a per-case binding", "principal": "eve", "action": "view", "resource": {"type": "App", "id": "a"}, "bindings": [{"user": "eve", "role": "viewer", "scope": {"type": "App", "id": "a"}}], "expect": "allow"},
+    {"name": "an unknown resource errs", "principal": "vic", "action": "view", "resource": {"type": "App", "id": "b"}, "expect": "error"},
+    {"name": "an unexpected error fails", "principal": "vic", "action": "view", "resource": {"type": "App", "id": "b"}, "expect": "deny"}
+  ]
+}"#;
+
+    fn report() -> TestReport {
+        let bundle = load_files(&[
+            ("schema.cedarschema", SCHEMA),
+            ("policies.cedar", POLICIES),
+            ("fixtures/apps.json", FIXTURE),
+            ("tests/apps.json", SUITE),
+        ])
+        .unwrap();
+        run_tests(&bundle)
+    }
+
+    #[test]
+    fn reports_each_case_and_coverage() {
+        let report = report();
+        assert!(!report.passed());
+        assert!(!report.coverage().is_complete());
+        expect![[r#"
+            ok   tests/apps.json: viewer views
+            ok   tests/apps.json: mfa is required
+            FAIL tests/apps.json: a stranger views (wrong on purpose)
+                   expected allow, got deny (no policy permits it)
+            FAIL tests/apps.json: wrong policy expected
+                   expected determining policies [no-mfa-no-view], got [viewers]
+            ok   tests/apps.json: a per-case binding
+            ok   tests/apps.json: an unknown resource errs
+            FAIL tests/apps.json: an unexpected error fails
+                   expected deny, got error (evaluation error)
+                   evaluation error: entity App::"b" is not in the directory
+            results: 4 passed, 3 failed
+            coverage: 2 of 3 policies determined at least one decision
+            not covered: never-tested"#]]
+        .assert_eq(&report.to_string());
+    }
+
+    #[test]
+    fn serializes_for_machines() {
+        let report = report();
+        let json = serde_json::to_value(&report).unwrap();
+        expect![[r#"
+            {
+              "total": 3,
+              "covered": [
+                "no-mfa-no-view",
+                "viewers"
+              ],
+              "uncovered": [
+                "never-tested"
+              ]
+            }"#]]
+        .assert_eq(&serde_json::to_string_pretty(&json["coverage"]).unwrap());
+        expect![[r#"
+            {
+              "file": "tests/apps.json",
+              "name": "mfa is required",
+              "passed": true,
+              "failures": [],
+              "decision": {
+                "effect": "deny",
+                "basis": "forbid",
+                "policies": [
+                  "no-mfa-no-view"
+                ],
+                "bindings": [
+                  {
+                    "user": "vic",
+                    "role": "viewer",
+                    "scope": {
+                      "type": "App",
+                      "id": "a"
+                    }
+                  }
+                ],
+                "errors": []
+              }
+            }"#]]
+        .assert_eq(&serde_json::to_string_pretty(&json["cases"][1]).unwrap());
+    }
+}
