@@ -6,7 +6,7 @@
 //! anywhere below the folder (hidden folders and `target` are skipped);
 //! `fixtures/<name>.json` directory files; `tests/*.json` test suites.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -114,6 +114,9 @@ impl Bundle {
                 Ok(suite) => suites.push(suite),
                 Err(suite_problems) => problems.extend(suite_problems),
             }
+        }
+        if let Some(schema) = &schema {
+            check_fixture_types(schema, &files.fixtures, &fixtures, &mut problems);
         }
         // With a schema, compile even when other problems exist, so that a
         // schema the engine cannot use is reported alongside them.
@@ -444,6 +447,31 @@ fn load_fixtures(
         }
     }
     fixtures
+}
+
+/// Every fixture entity must have a type the schema declares.
+fn check_fixture_types(
+    schema: &Schema,
+    files: &[(PathBuf, String)],
+    fixtures: &BTreeMap<String, MemoryDirectory>,
+    problems: &mut Vec<Problem>,
+) {
+    let declared: BTreeSet<String> = schema.entity_types().map(ToString::to_string).collect();
+    for (path, _) in files {
+        let fixture = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .and_then(|name| fixtures.get(name));
+        for entity in fixture.into_iter().flat_map(MemoryDirectory::entities) {
+            if !declared.contains(&entity.kind) {
+                let message = format!(
+                    "error: entity {entity} has type `{}`, which the schema does not declare",
+                    entity.kind
+                );
+                problems.push(Problem::in_file(path, message));
+            }
+        }
+    }
 }
 
 /// A problem at the first labelled span of `diagnostic` in `text`, else for the whole file.

@@ -31,6 +31,6 @@ pub use engine::{Basis, Decision, Effect, Engine, EvalError};
 pub use error::{DirectoryError, FormatError, IoError, LoadError, Problem, Problems};
 pub use explain::{ExplainedPolicy, Explanation};
 pub use format::{FormattedFile, format_bundle};
-pub use request::{Environment, Request, RequestContext};
+pub use request::{ContextError, Environment, Request, RequestContext};
 pub use revision::Revision;
 pub use testing::{CaseResult, Coverage, TestReport, run_tests};

@@ -6,7 +6,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::datetime::parse_utc;
 use crate::directory::EntityRef;
+use crate::error::json_message;
 
 /// One authorization question.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,49 @@ pub struct RequestContext {
     pub time: SystemTime,
 }
 
+/// Why a JSON context could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContextError {
+    /// A field is missing, unknown or of the wrong type.
+    #[error("context: {0}")]
+    Shape(String),
+    /// `time` is not `YYYY-MM-DDThh:mm:ss[.SSS]Z`.
+    #[error("context: time `{0}` is not `YYYY-MM-DDThh:mm:ssZ`")]
+    Time(String),
+}
+
+/// The context as JSON, with the field names policies use.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawContext {
+    ip: IpAddr,
+    mfa: bool,
+    auth_method: String,
+    session_age_seconds: u64,
+    environment: Environment,
+    time: String,
+}
+
+impl RequestContext {
+    /// Reads a context from JSON with the policy field names: `ip`, `mfa`,
+    /// `authMethod`, `sessionAgeSeconds`, `environment` (`dev`/`test`/`prod`)
+    /// and `time` (`YYYY-MM-DDThh:mm:ssZ`); all are required.
+    pub fn from_json_value(value: serde_json::Value) -> Result<RequestContext, ContextError> {
+        let raw: RawContext = serde_json::from_value(value)
+            .map_err(|error| ContextError::Shape(json_message(&error)))?;
+        let time = parse_utc(&raw.time).ok_or(ContextError::Time(raw.time))?;
+        Ok(RequestContext {
+            ip: raw.ip,
+            mfa: raw.mfa,
+            auth_method: raw.auth_method,
+            session_age_seconds: raw.session_age_seconds,
+            environment: raw.environment,
+            time,
+        })
+    }
+}
+
 /// The deployment environment, as policies see it (`"dev"`, `"test"`, `"prod"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -65,5 +110,50 @@ impl Environment {
 impl fmt::Display for Environment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{Expect, expect};
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(value: serde_json::Value, expected: Expect) {
+        let actual = match RequestContext::from_json_value(value) {
+            Ok(context) => format!(
+                "{} {} {} {} {}",
+                context.ip,
+                context.mfa,
+                context.auth_method,
+                context.session_age_seconds,
+                context.environment
+            ),
+            Err(error) => error.to_string(),
+        };
+        expected.assert_eq(&actual);
+    }
+
+    #[test]
+    fn reads_json_contexts() {
+        let full = json!({"ip": "::1", "mfa": false, "authMethod": "oidc", "sessionAgeSeconds": 5, "environment": "prod", "time": "2026-11-22T10:00:00Z"});
+        check(full.clone(), expect!["::1 false oidc 5 prod"]);
+        let mut bad_time = full.clone();
+        bad_time["time"] = json!("yesterday");
+        check(
+            bad_time,
+            expect!["context: time `yesterday` is not `YYYY-MM-DDThh:mm:ssZ`"],
+        );
+        let mut bad_environment = full;
+        bad_environment["environment"] = json!("staging");
+        check(
+            bad_environment,
+            expect!["context: unknown variant `staging`, expected one of `dev`, `test`, `prod`"],
+        );
+        check(
+            json!({"ip": "10.0.0.1"}),
+            expect!["context: missing field `mfa`"],
+        );
     }
 }

@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{Bundle, PolicyInfo};
-use crate::datetime::parse_utc;
 use crate::directory::{EntityRef, MemoryDirectory, RoleBinding};
 use crate::engine::{Basis, Decision, decide};
 use crate::error::{Problem, json_message};
-use crate::request::{Environment, Request, RequestContext};
+use crate::request::{Request, RequestContext};
 
 /// A parsed `tests/*.json` file.
 #[derive(Debug)]
@@ -81,17 +80,6 @@ struct RawCase {
     policies: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawContext {
-    ip: std::net::IpAddr,
-    mfa: bool,
-    auth_method: String,
-    session_age_seconds: u64,
-    environment: Environment,
-    time: String,
-}
-
 /// Parses one test file, checking fixture names, bindings and policy ids.
 pub(crate) fn parse_suite(
     path: &Path,
@@ -122,10 +110,10 @@ pub(crate) fn parse_suite(
     for case in raw.cases {
         let mut fields = raw.context.clone();
         fields.extend(case.context);
-        let context = match parse_context(fields) {
+        let context = match RequestContext::from_json_value(serde_json::Value::Object(fields)) {
             Ok(context) => context,
-            Err(message) => {
-                problems.push(problem(&case.name, message));
+            Err(error) => {
+                problems.push(problem(&case.name, error.to_string()));
                 continue;
             }
         };
@@ -177,23 +165,6 @@ pub(crate) fn parse_suite(
     } else {
         Err(problems)
     }
-}
-
-fn parse_context(
-    fields: serde_json::Map<String, serde_json::Value>,
-) -> Result<RequestContext, String> {
-    let raw: RawContext = serde_json::from_value(serde_json::Value::Object(fields))
-        .map_err(|error| format!("context: {}", json_message(&error)))?;
-    let time = parse_utc(&raw.time)
-        .ok_or_else(|| format!("context: time `{}` is not `YYYY-MM-DDThh:mm:ssZ`", raw.time))?;
-    Ok(RequestContext {
-        ip: raw.ip,
-        mfa: raw.mfa,
-        auth_method: raw.auth_method,
-        session_age_seconds: raw.session_age_seconds,
-        environment: raw.environment,
-        time,
-    })
 }
 
 /// The outcome of running a bundle's test cases.

@@ -173,6 +173,10 @@ fn rejects_invalid_fixtures_and_test_files() {
             ),
             ("fixtures/g.json", FIXTURE),
             (
+                "fixtures/h.json",
+                r#"{"entities": [{"type": "Folder", "id": "x"}]}"#,
+            ),
+            (
                 "tests/bad-json.json",
                 "{\n  \"fixture\": \"g\",\n  \"cases\": [\n    {\"name\": 1}\n  ]\n}",
             ),
@@ -196,7 +200,8 @@ fn rejects_invalid_fixtures_and_test_files() {
             tests/bad-case.json: error: case `c`: context: missing field `mfa`
             tests/bad-json.json:4:14: error: invalid type: integer `1`, expected a string
             tests/bad-policy.json: error: case `c`: expects unknown policy `nope`
-            tests/unknown-fixture.json: error: unknown fixture `nope` (expected `fixtures/nope.json`)"#]],
+            tests/unknown-fixture.json: error: unknown fixture `nope` (expected `fixtures/nope.json`)
+            fixtures/h.json: error: entity Folder::"x" has type `Folder`, which the schema does not declare"#]],
     );
 }
 
