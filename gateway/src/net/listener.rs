@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use super::framing::{FramingFlag, FramingIo};
 use super::idle::{ActivityIo, until_idle};
 use crate::config::Limits;
 use crate::proxy::pipeline::{ConnInfo, Gateway, handle};
@@ -68,21 +69,38 @@ async fn connection(
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(error = %err, "set_nodelay failed");
     }
-    match tls {
-        None => serve_io(ActivityIo::new(stream), ConnInfo { peer, tls: false }, ctx).await,
-        Some(acceptor) => {
-            match tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(stream)) => {
-                    serve_io(ActivityIo::new(stream), ConnInfo { peer, tls: true }, ctx).await
-                }
-                Ok(Err(err)) => {
-                    tracing::debug!(client.addr = %peer, error = %err, "TLS handshake failed")
-                }
-                Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),
-            }
+    let framing = FramingFlag::default();
+    let max_head = ctx.limits.max_header_bytes;
+    let Some(acceptor) = tls else {
+        let io = ActivityIo::new(FramingIo::new(stream, max_head, framing.clone()));
+        serve_io(
+            io,
+            ConnInfo {
+                peer,
+                tls: false,
+                framing,
+            },
+            ctx,
+        )
+        .await;
+        return;
+    };
+    match tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let io = ActivityIo::new(FramingIo::new(stream, max_head, framing.clone()));
+            serve_io(
+                io,
+                ConnInfo {
+                    peer,
+                    tls: true,
+                    framing,
+                },
+                ctx,
+            )
+            .await;
         }
+        Ok(Err(err)) => tracing::debug!(client.addr = %peer, error = %err, "TLS handshake failed"),
+        Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),
     }
 }
 
@@ -92,8 +110,10 @@ where
 {
     let activity = io.activity();
     let gateway = Arc::clone(&ctx.gateway);
+    let peer = conn.peer;
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let gateway = Arc::clone(&gateway);
+        let conn = conn.clone();
         async move { Ok::<_, Infallible>(handle(gateway, conn, request).await) }
     });
     let builder = http_builder(&ctx.limits);
@@ -105,7 +125,7 @@ where
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(err) = result {
-                    tracing::debug!(client.addr = %conn.peer, error = %err, "connection ended with error");
+                    tracing::debug!(client.addr = %peer, error = %err, "connection ended with error");
                 }
                 return;
             }
@@ -119,7 +139,7 @@ where
                 hard_stop = Some(Box::pin(tokio::time::sleep(ctx.limits.idle_timeout)));
             }
             () = async { match hard_stop.as_mut() { Some(sleep) => sleep.await, None => pending().await } } => {
-                tracing::debug!(client.addr = %conn.peer, "idle connection closed");
+                tracing::debug!(client.addr = %peer, "idle connection closed");
                 return;
             }
         }

@@ -151,8 +151,8 @@ fn decode_segment(
                 text.push(char::from(value));
             } else {
                 text.push('%');
-                text.push(char::from(HEX_UPPER[usize::from(value >> 4)]));
-                text.push(char::from(HEX_UPPER[usize::from(value & 0x0f)]));
+                text.push(hex_upper(value >> 4));
+                text.push(hex_upper(value & 0x0f));
             }
             i += 3;
             continue;
@@ -171,7 +171,10 @@ fn decode_segment(
     Ok(Segment { text, had_escape })
 }
 
-const HEX_UPPER: [u8; 16] = *b"0123456789ABCDEF";
+/// The upper-case hex digit for a nibble (`0..=15`).
+fn hex_upper(nibble: u8) -> char {
+    char::from_digit(u32::from(nibble), 16).map_or('0', |digit| digit.to_ascii_uppercase())
+}
 
 fn hex_pair(pair: Option<&[u8]>) -> Option<u8> {
     let [high, low] = pair? else { return None };

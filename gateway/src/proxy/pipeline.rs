@@ -26,6 +26,7 @@ use super::{Body, full};
 use crate::clock;
 use crate::config::{Access, Config};
 use crate::net::client_ip::{TrustedProxies, client_ip};
+use crate::net::framing::FramingFlag;
 use crate::net::idle::{ActivityIo, until_idle};
 use crate::ops::metrics;
 
@@ -44,12 +45,14 @@ pub struct Gateway {
 }
 
 /// What the gateway knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// Raised when an HTTP/1.1 head on this connection had ambiguous framing.
+    pub framing: FramingFlag,
 }
 
 impl Gateway {
@@ -91,7 +94,7 @@ pub async fn handle(
         version: request.version(),
     };
     let mut route_id = None;
-    let result = proxy(&gateway, conn, &meta, request, &mut route_id).await;
+    let result = proxy(&gateway, &conn, &meta, request, &mut route_id).await;
     let route_label = route_id.unwrap_or("-");
     let (response, outcome) = match result {
         Ok(response) => (response, "proxied"),
@@ -106,11 +109,16 @@ pub async fn handle(
 
 async fn proxy<'g>(
     gateway: &'g Gateway,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     meta: &RequestMeta<'_>,
     mut request: Request<Incoming>,
     route_id: &mut Option<&'g str>,
 ) -> Result<Response<Body>, Reject> {
+    if conn.framing.is_ambiguous() {
+        return Err(Reject::BadFraming(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
     check_framing(request.version(), request.headers())?;
     if request.method() == Method::CONNECT || request.uri().path() == "*" {
         return Err(Reject::UnsupportedTarget);
@@ -226,10 +234,10 @@ fn check_framing(version: Version, headers: &HeaderMap) -> Result<(), Reject> {
     if lengths.len() > 1 {
         return Err(Reject::BadFraming("more than one Content-Length"));
     }
-    if let Some(length) = lengths.first() {
-        if length.is_empty() || !length.as_bytes().iter().all(u8::is_ascii_digit) {
-            return Err(Reject::BadFraming("Content-Length is not a single number"));
-        }
+    if let Some(length) = lengths.first()
+        && (length.is_empty() || !length.as_bytes().iter().all(u8::is_ascii_digit))
+    {
+        return Err(Reject::BadFraming("Content-Length is not a single number"));
     }
     if !codings.is_empty() {
         if version == Version::HTTP_10 {
