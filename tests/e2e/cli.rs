@@ -115,4 +115,8 @@ async fn demo_serves_a_page_with_one_command() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "the main key must be private");
+    assert!(
+        data_dir.join("policies/schema.cedarschema").is_file(),
+        "default policy bundle not written"
+    );
 }

@@ -4,7 +4,12 @@
 //! starts its own gateway process on its own ports.
 #![allow(missing_docs)]
 // A test harness reports failure by panicking.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod cli;
 mod hygiene;

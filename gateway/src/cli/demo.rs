@@ -29,8 +29,18 @@ pub async fn run(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
         println!("generated a new main key in {}", key_path.display());
     }
     let policy_dir = data_dir.join("policies");
-    std::fs::create_dir_all(&policy_dir)
-        .with_context(|| format!("creating {}", policy_dir.display()))?;
+    let written = super::bundle::write_default_bundle(&policy_dir).with_context(|| {
+        format!(
+            "writing the default policy bundle to {}",
+            policy_dir.display()
+        )
+    })?;
+    if written > 0 {
+        println!(
+            "wrote the default policy bundle to {}",
+            policy_dir.display()
+        );
+    }
 
     let upstream = TcpListener::bind("127.0.0.1:0")
         .await

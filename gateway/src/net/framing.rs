@@ -87,6 +87,7 @@ impl FramingTracker {
                     let before = head.len();
                     head.extend_from_slice(data);
                     match find(&head, b"\r\n\r\n") {
+                        Some(end) if end + 4 > self.max_head => (State::Off, data.len()),
                         Some(end) => {
                             let used = end + 4 - before;
                             head.truncate(end + 4);
