@@ -27,7 +27,6 @@ use crate::testing::{TestSuite, parse_suite};
 pub struct Bundle {
     dir: PathBuf,
     revision: Revision,
-    schema: Schema,
     policies: PolicySet,
     infos: BTreeMap<String, PolicyInfo>,
     fixtures: BTreeMap<String, MemoryDirectory>,
@@ -134,7 +133,7 @@ impl Bundle {
             },
             None => None,
         };
-        let (Some(schema), Some(compiled), true) = (schema, compiled, problems.is_empty()) else {
+        let (Some(_), Some(compiled), true) = (schema, compiled, problems.is_empty()) else {
             return Err(LoadError::Invalid(Problems::new(problems)));
         };
 
@@ -151,7 +150,6 @@ impl Bundle {
         Ok(Bundle {
             dir: dir.to_path_buf(),
             revision: revision_of(dir, &all_files),
-            schema,
             policies,
             infos,
             fixtures,
@@ -188,10 +186,6 @@ impl Bundle {
     /// The names of the bundle's fixtures, sorted.
     pub fn fixture_names(&self) -> impl Iterator<Item = &str> {
         self.fixtures.keys().map(String::as_str)
-    }
-
-    pub(crate) fn schema(&self) -> &Schema {
-        &self.schema
     }
 
     pub(crate) fn policy_set(&self) -> &PolicySet {

@@ -19,7 +19,7 @@ use crate::bundle::Bundle;
 use crate::datetime::format_utc;
 use crate::directory::{Directory, EntityRef, Parent, RoleBinding};
 use crate::explain::Explanation;
-use crate::request::Request;
+use crate::request::{Request, RequestContext};
 use crate::revision::Revision;
 
 /// The deepest resource hierarchy the engine follows; deeper means a data error.
@@ -257,6 +257,7 @@ impl Compiled {
                 entity: entity.clone(),
                 policies: slice,
             };
+            check_context_shape(schema, &user_type, &slice)?;
             actions.insert(name, slice);
         }
         Ok(Compiled {
@@ -289,6 +290,44 @@ impl Compiled {
     }
 }
 
+/// Checks once, at load, that the schema accepts a `User` principal and the
+/// context the engine supplies for `action` (so requests need no per-request
+/// schema validation).
+fn check_context_shape(
+    schema: &Schema,
+    user_type: &EntityTypeName,
+    action: &ActionSlice,
+) -> Result<(), String> {
+    let Some(resource_type) = action.resource_types.first() else {
+        return Ok(());
+    };
+    let resource_type: EntityTypeName = resource_type
+        .parse()
+        .map_err(|error| format!("error: {error}"))?;
+    let context = RequestContext {
+        ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        mfa: false,
+        auth_method: String::new(),
+        session_age_seconds: 0,
+        environment: crate::request::Environment::Dev,
+        time: std::time::UNIX_EPOCH,
+    };
+    let probe = cedar_policy::Request::new(
+        EntityUid::from_type_name_and_id(user_type.clone(), EntityId::new("probe")),
+        action.uid.clone(),
+        EntityUid::from_type_name_and_id(resource_type, EntityId::new("probe")),
+        cedar_context(&context).map_err(|error| format!("error: {error}"))?,
+        Some(schema),
+    );
+    match probe {
+        Ok(_) => Ok(()),
+        Err(error) => Err(format!(
+            "error: the schema must accept a `User` principal and the engine's context (ip, mfa, authMethod, sessionAgeSeconds, environment, time) for action {}: {error}",
+            action.uid
+        )),
+    }
+}
+
 pub(crate) fn decide(bundle: &Bundle, request: &Request, directory: &dyn Directory) -> Decision {
     let compiled = bundle.compiled();
     let chain = match ancestor_chain(&request.resource, directory) {
@@ -306,14 +345,18 @@ pub(crate) fn decide(bundle: &Bundle, request: &Request, directory: &dyn Directo
         };
         return Decision::failed(vec![error], bindings);
     };
-    let prepared = prepare(
-        compiled,
-        bundle.schema(),
-        request,
-        &chain,
-        &bindings,
-        action,
-    );
+    if action
+        .resource_types
+        .binary_search(&request.resource.kind)
+        .is_err()
+    {
+        let message = format!(
+            "action `{}` does not apply to resource type `{}`",
+            request.action, request.resource.kind
+        );
+        return Decision::failed(vec![EvalError::InvalidRequest { message }], bindings);
+    }
+    let prepared = prepare(compiled, request, &chain, &bindings, action);
     let (cedar_request, entities) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => return Decision::failed(vec![error], bindings),
@@ -383,9 +426,13 @@ fn ancestor_chain<'a>(
 }
 
 /// The Cedar request and the per-request entities.
+///
+/// The request is not validated against the schema here (that costs more than
+/// the evaluation): the resource type was checked against the action, the
+/// principal is always a `User`, and [`Compiled::new`] checked once that the
+/// schema accepts this context shape for every action.
 fn prepare(
     compiled: &Compiled,
-    schema: &Schema,
     request: &Request,
     chain: &[&EntityRef],
     bindings: &[RoleBinding],
@@ -423,11 +470,20 @@ fn prepare(
     let entities =
         Entities::from_entities(entities, None).map_err(|error| invalid(error.to_string()))?;
 
-    let context = &request.context;
+    let context = cedar_context(&request.context)?;
+    let cedar_request =
+        cedar_policy::Request::new(principal, action.uid.clone(), resource, context, None)
+            .map_err(|error| invalid(error.to_string()))?;
+    Ok((cedar_request, entities))
+}
+
+/// The Cedar context of a request.
+fn cedar_context(context: &RequestContext) -> Result<Context, EvalError> {
+    let invalid = |message: String| EvalError::InvalidRequest { message };
     let time = format_utc(context.time)
         .ok_or_else(|| invalid("request time is before 1970".to_string()))?;
     let session_age = i64::try_from(context.session_age_seconds).unwrap_or(i64::MAX);
-    let context = Context::from_pairs([
+    Context::from_pairs([
         (
             "ip".to_string(),
             RestrictedExpression::new_ip(context.ip.to_canonical().to_string()),
@@ -450,16 +506,7 @@ fn prepare(
         ),
         ("time".to_string(), RestrictedExpression::new_datetime(time)),
     ])
-    .map_err(|error| invalid(error.to_string()))?;
-    let cedar_request = cedar_policy::Request::new(
-        principal,
-        action.uid.clone(),
-        resource,
-        context,
-        Some(schema),
-    )
-    .map_err(|error| invalid(error.to_string()))?;
-    Ok((cedar_request, entities))
+    .map_err(|error| invalid(error.to_string()))
 }
 
 #[cfg(test)]

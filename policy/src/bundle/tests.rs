@@ -238,3 +238,12 @@ fn rejects_a_schema_without_user_and_role() {
         }
     }
 }
+
+#[test]
+fn rejects_a_schema_whose_context_the_engine_cannot_supply() {
+    let schema = "entity Role;\nentity User in [Role];\nentity App;\naction view appliesTo { principal: User, resource: App, context: { ip: ipaddr } };\n";
+    match load_files(&[("schema.cedarschema", schema)]) {
+        Ok(_) => panic!("loaded a schema with a foreign context"),
+        Err(error) => expect![[r#"schema.cedarschema: error: the schema must accept a `User` principal and the engine's context (ip, mfa, authMethod, sessionAgeSeconds, environment, time) for action Action::"view": context `{authMethod: "", environment: "dev", ip: ip("127.0.0.1"), mfa: false, sessionAgeSeconds: 0, .. }` is not valid for `Action::"view"`"#]].assert_eq(&error.to_string()),
+    }
+}

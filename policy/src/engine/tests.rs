@@ -210,7 +210,7 @@ fn invalid_requests_deny_with_an_error() {
         "Connection:acme/ops-db",
         ctx(),
         expect![[
-            r#"Deny Error [InvalidRequest { message: "resource type `Connection` is not valid for `Action::\"http:GET\"`" }]"#
+            r#"Deny Error [InvalidRequest { message: "action `http:GET` does not apply to resource type `Connection`" }]"#
         ]],
     );
 }
@@ -362,4 +362,12 @@ fn revision_is_reported() {
     let engine = default_engine();
     assert_eq!(engine.revision(), engine.bundle().revision());
     assert!(!engine.revision().as_str().is_empty());
+}
+
+#[test]
+fn engines_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Engine>();
+    shareable::<MemoryDirectory>();
+    shareable::<Decision>();
 }
