@@ -2,7 +2,7 @@
 //! asks here, so tests can reason about time and `clippy.toml` can ban the rest.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// The monotonic clock, for measuring durations.
 #[expect(
@@ -19,4 +19,13 @@ pub fn monotonic_millis() -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
     let base = *BASE.get_or_init(monotonic_now);
     u64::try_from(monotonic_now().duration_since(base).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The wall clock, for timestamps and policy context.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "clock.rs is the one reader of the clock"
+)]
+pub fn system_now() -> SystemTime {
+    SystemTime::now()
 }

@@ -3,9 +3,12 @@
 //! Start reading at [`proxy::pipeline`] for the hot path, [`config`] for what a
 //! deployment can say, and [`ops::server`] for how the process runs.
 
+pub mod authz;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod net;
 pub mod ops;
 pub mod proxy;
+pub mod store;

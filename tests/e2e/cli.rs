@@ -26,7 +26,10 @@ fn check_config_accepts_the_example_and_names_errors() {
         "",
     )
     .replace("upstream_ca = \"tls/internal-ca.pem\"", "");
-    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    crate::support::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+        &dir.path().join("policies"),
+    );
     let good = dir.path().join("good.toml");
     std::fs::write(&good, &example).unwrap();
     let output = portcullis(&["check-config", good.to_str().unwrap()]);

@@ -103,3 +103,64 @@ async fn metrics_count_requests_by_route_and_outcome() {
         .unwrap();
     assert_eq!(send(request).await.0, 200);
 }
+
+async fn policy_revision(gateway: &Gateway) -> String {
+    let health = raw_get(gateway.addr, "app.test", "/.portcullis/health", &[]).await;
+    let body: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    body["policy_revision"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_folder_changes_reload_and_bad_bundles_are_refused() {
+    let upstream = EchoUpstream::start().await;
+    let internal = free_port();
+    let gateway = Gateway::start(Setup {
+        internal_port: Some(internal),
+        routes: route("app", "*", "/", &upstream.url(), ""),
+        ..Setup::default()
+    })
+    .await;
+    let policies = gateway.dir.path().join("policies");
+    let first = policy_revision(&gateway).await;
+
+    // A broken policy is refused: the last good bundle keeps serving.
+    std::fs::write(
+        policies.join("roles/broken.cedar"),
+        "@id(\"broken\")\npermit (principal, action, resource) when { context.nope };\n",
+    )
+    .unwrap();
+    let metrics_url = format!("http://127.0.0.1:{internal}/metrics");
+    let mut refused = false;
+    for _ in 0..200 {
+        let (_, _, text) = send(Request::get(&metrics_url).body(empty()).unwrap()).await;
+        if text.contains("portcullis_policy_reloads_total{result=\"failed\"}") {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "a broken bundle was never tried");
+    assert_eq!(policy_revision(&gateway).await, first);
+
+    // A valid change becomes the new revision without a restart.
+    std::fs::remove_file(policies.join("roles/broken.cedar")).unwrap();
+    let admin = policies.join("roles/admin.cedar");
+    let text = std::fs::read_to_string(&admin).unwrap();
+    std::fs::write(&admin, format!("// Reviewed.\n{text}")).unwrap();
+    let mut current = first.clone();
+    for _ in 0..200 {
+        current = policy_revision(&gateway).await;
+        if current != first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(current, first, "the changed bundle never became active");
+    let (_, _, text) = send(Request::get(&metrics_url).body(empty()).unwrap()).await;
+    assert!(
+        text.contains(&format!(
+            "portcullis_policy_revision_info{{revision=\"{current}\"}} 1"
+        )),
+        "{text}"
+    );
+}

@@ -55,6 +55,20 @@ impl Drop for TempDir {
     }
 }
 
+/// Copies a folder tree (the default policy bundle into a test's folder).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -242,7 +256,10 @@ pub struct Setup {
 impl Gateway {
     pub async fn start(setup: Setup) -> Gateway {
         let dir = TempDir::new("gw");
-        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+            &dir.path().join("policies"),
+        );
         let port = free_port();
         let tls = match &setup.tls {
             Some((cert, key)) => {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use http::{HeaderName, StatusCode, Uri};
 use ipnetwork::IpNetwork;
+use portcullis_policy::Environment;
 
 use crate::proxy::path::CanonicalPath;
 use raw::{RawConfig, RawLimits, RawListener, RawRoute};
@@ -71,8 +72,16 @@ pub struct Config {
     pub(crate) strip_headers: Vec<HeaderName>,
     pub(crate) routes: Vec<RouteConfig>,
     pub(crate) store: StoreUrl,
-    pub(crate) policy_dir: PathBuf,
+    pub(crate) policy: PolicyConfig,
     pub(crate) main_key: KeySource,
+}
+
+/// Where the policy bundle and (until the store holds them) role bindings come from.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub(crate) dir: PathBuf,
+    pub(crate) bindings: Option<PathBuf>,
+    pub(crate) environment: Environment,
 }
 
 /// One proxied-traffic listener.
@@ -127,6 +136,15 @@ pub struct RouteConfig {
     pub(crate) preserve_host: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
+    pub(crate) actions: RouteActions,
+}
+
+/// How a protected route names the Cedar action for a request: a per-method entry,
+/// else the route's default, else `http:<METHOD>`.
+#[derive(Debug, Clone, Default)]
+pub struct RouteActions {
+    pub(crate) default: Option<String>,
+    pub(crate) by_method: Vec<(http::Method, String)>,
 }
 
 /// Where the store lives.
@@ -166,7 +184,7 @@ impl fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("routes", &self.routes.len())
             .field("store", &self.store)
-            .field("policy_dir", &self.policy_dir)
+            .field("policy", &self.policy)
             .field("main_key", &self.main_key)
             .finish_non_exhaustive()
     }
@@ -245,19 +263,7 @@ impl Config {
         }
         let routes = compile_routes(&ctx, raw.routes)?;
         let store = compile_store(&ctx, raw.store.and_then(|store| store.url))?;
-        let policy_dir = match raw.policy.and_then(|policy| policy.dir) {
-            Some(dir) => {
-                let dir = ctx.resolve(&dir);
-                if !dir.is_dir() {
-                    return Err(ctx.invalid(
-                        "policy.dir",
-                        format!("`{}` is not a directory", dir.display()),
-                    ));
-                }
-                dir
-            }
-            None => return Err(ctx.missing("policy.dir")),
-        };
+        let policy = compile_policy(&ctx, raw.policy)?;
         let main_key = compile_key_source(&ctx, raw.keys.and_then(|keys| keys.main_key))?;
         Ok(Config {
             path: path.to_path_buf(),
@@ -270,7 +276,7 @@ impl Config {
             strip_headers,
             routes,
             store,
-            policy_dir,
+            policy,
             main_key,
         })
     }
@@ -293,11 +299,6 @@ impl Config {
     /// The store location.
     pub fn store(&self) -> &StoreUrl {
         &self.store
-    }
-
-    /// The policy bundle folder.
-    pub fn policy_dir(&self) -> &Path {
-        &self.policy_dir
     }
 
     /// Where the main key comes from.
@@ -581,6 +582,11 @@ fn compile_routes(ctx: &Ctx, raw: Vec<RawRoute>) -> Result<Vec<RouteConfig>, Con
             Some(list) => ctx.cidrs(&key("allow"), &list)?,
             None => Vec::new(),
         };
+        let actions = compile_actions(ctx, &key("actions"), route.action, route.actions)?;
+        if access == Access::Public && (actions.default.is_some() || !actions.by_method.is_empty())
+        {
+            return Err(ctx.invalid(&key("action"), "only applies to access = \"protected\""));
+        }
         out.push(RouteConfig {
             id,
             host,
@@ -603,9 +609,84 @@ fn compile_routes(ctx: &Ctx, raw: Vec<RawRoute>) -> Result<Vec<RouteConfig>, Con
                 route.response_timeout.as_deref(),
                 Duration::from_secs(60),
             )?,
+            actions,
         });
     }
     Ok(out)
+}
+
+fn compile_policy(ctx: &Ctx, raw: Option<raw::RawPolicy>) -> Result<PolicyConfig, ConfigError> {
+    let raw = raw.ok_or_else(|| ctx.missing("policy.dir"))?;
+    let dir = ctx.resolve(&raw.dir.ok_or_else(|| ctx.missing("policy.dir"))?);
+    if !dir.is_dir() {
+        return Err(ctx.invalid(
+            "policy.dir",
+            format!("`{}` is not a directory", dir.display()),
+        ));
+    }
+    let bindings = raw.bindings.map(|file| ctx.resolve(&file));
+    let environment = match raw.environment.as_deref() {
+        None | Some("prod") => Environment::Prod,
+        Some("test") => Environment::Test,
+        Some("dev") => Environment::Dev,
+        Some(other) => {
+            return Err(ctx.invalid(
+                "policy.environment",
+                format!("must be `dev`, `test` or `prod`, got `{other}`"),
+            ));
+        }
+    };
+    Ok(PolicyConfig {
+        dir,
+        bindings,
+        environment,
+    })
+}
+
+fn compile_actions(
+    ctx: &Ctx,
+    key: &str,
+    default: Option<String>,
+    by_method: Option<std::collections::BTreeMap<String, String>>,
+) -> Result<RouteActions, ConfigError> {
+    let valid_action = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+    };
+    if let Some(action) = &default
+        && !valid_action(action)
+    {
+        return Err(ctx.invalid(
+            &key.replace("actions", "action"),
+            format!("`{action}` is not an action name (letters, digits, `_ - . :`)"),
+        ));
+    }
+    let mut methods = Vec::new();
+    for (method, action) in by_method.unwrap_or_default() {
+        let entry = format!("{key}.{method}");
+        let parsed = http::Method::from_bytes(method.as_bytes())
+            .ok()
+            .filter(|_| method.bytes().all(|b| b.is_ascii_uppercase()))
+            .ok_or_else(|| {
+                ctx.invalid(
+                    &entry,
+                    format!("`{method}` is not an upper-case HTTP method"),
+                )
+            })?;
+        if !valid_action(&action) {
+            return Err(ctx.invalid(
+                &entry,
+                format!("`{action}` is not an action name (letters, digits, `_ - . :`)"),
+            ));
+        }
+        methods.push((parsed, action));
+    }
+    Ok(RouteActions {
+        default,
+        by_method: methods,
+    })
 }
 
 fn compile_route_host(ctx: &Ctx, key: &str, host: Option<String>) -> Result<String, ConfigError> {

@@ -91,6 +91,8 @@ pub struct RawStore {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub(crate) dir: Option<String>,
+    pub(crate) bindings: Option<String>,
+    pub(crate) environment: Option<String>,
 }
 
 /// `[keys]`.
@@ -117,4 +119,6 @@ pub struct RawRoute {
     pub(crate) preserve_host: Option<bool>,
     pub(crate) connect_timeout: Option<String>,
     pub(crate) response_timeout: Option<String>,
+    pub(crate) action: Option<String>,
+    pub(crate) actions: Option<std::collections::BTreeMap<String, String>>,
 }

@@ -80,7 +80,7 @@ fn syntax_errors_name_line_and_column() {
     check(
         &format!("{BASE}{ROUTE}timeout = \"5s\"\n"),
         expect![
-            "portcullis.toml: line 18, column 1: unknown field `timeout`, expected one of `id`, `host`, `path`, `upstream`, `upstream_ca`, `resource`, `access`, `allow`, `websocket`, `case_insensitive`, `preserve_host`, `connect_timeout`, `response_timeout`"
+            "portcullis.toml: line 18, column 1: unknown field `timeout`, expected one of `id`, `host`, `path`, `upstream`, `upstream_ca`, `resource`, `access`, `allow`, `websocket`, `case_insensitive`, `preserve_host`, `connect_timeout`, `response_timeout`, `action`, `actions`"
         ],
     );
 }

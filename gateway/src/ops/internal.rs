@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::metrics;
-use crate::proxy::pipeline::Gateway;
+use crate::proxy::pipeline::{Gateway, health_body};
 use crate::proxy::{Body, full};
 
 /// Serves the internal endpoints until shutdown.
@@ -55,17 +55,17 @@ fn respond(gateway: &Gateway, method: &Method, path: &str) -> Response<Body> {
         (&Method::GET, "/health") => (
             StatusCode::OK,
             "application/json",
-            "{\"status\":\"ok\"}\n".into(),
+            health_body(gateway, "ok"),
         ),
         (&Method::GET, "/ready") if gateway.is_draining() => (
             StatusCode::SERVICE_UNAVAILABLE,
             "application/json",
-            "{\"status\":\"draining\"}\n".into(),
+            health_body(gateway, "draining"),
         ),
         (&Method::GET, "/ready") => (
             StatusCode::OK,
             "application/json",
-            "{\"status\":\"ready\"}\n".into(),
+            health_body(gateway, "ready"),
         ),
         _ => (
             StatusCode::NOT_FOUND,

@@ -12,6 +12,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 const REQUESTS: &str = "portcullis_requests_total";
 const DURATION: &str = "portcullis_request_duration_seconds";
 const RELOADS: &str = "portcullis_tls_reloads_total";
+const POLICY_RELOADS: &str = "portcullis_policy_reloads_total";
+const POLICY_REVISION: &str = "portcullis_policy_revision_info";
 
 /// Latency buckets in seconds, from sub-millisecond gateway answers to slow upstreams.
 const BUCKETS: [f64; 14] = [
@@ -37,6 +39,8 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 "Time from request to response head, by route and outcome"
             );
             metrics::describe_counter!(RELOADS, "TLS certificate reloads, by listener and result");
+            metrics::describe_counter!(POLICY_RELOADS, "Policy bundle reloads, by result");
+            metrics::describe_gauge!(POLICY_REVISION, "1 for the policy bundle revision in force");
             Some(handle)
         })
         .as_ref()
@@ -62,4 +66,18 @@ pub fn record_request(route: &str, outcome: &'static str, elapsed: Duration) {
 pub fn record_tls_reload(listener: &str, ok: bool) {
     let result = if ok { "ok" } else { "failed" };
     metrics::counter!(RELOADS, "listener" => listener.to_owned(), "result" => result).increment(1);
+}
+
+/// Counts one policy reload attempt.
+pub fn record_policy_reload(ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    metrics::counter!(POLICY_RELOADS, "result" => result).increment(1);
+}
+
+/// Marks `current` as the revision in force (and `previous`, if any, as not).
+pub fn record_policy_revision(previous: Option<&str>, current: &str) {
+    if let Some(previous) = previous.filter(|previous| *previous != current) {
+        metrics::gauge!(POLICY_REVISION, "revision" => previous.to_owned()).set(0.0);
+    }
+    metrics::gauge!(POLICY_REVISION, "revision" => current.to_owned()).set(1.0);
 }

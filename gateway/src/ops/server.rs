@@ -11,10 +11,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::{internal, metrics};
+use crate::authz::reload::{self, WatchError};
+use crate::authz::{ActivePolicy, PolicyError, load_snapshot, route_resources};
 use crate::config::Config;
 use crate::net::listener::{self, ListenerCtx};
 use crate::net::tls::{self, ReloadableCert, TlsError};
 use crate::proxy::pipeline::Gateway;
+use crate::proxy::route::RouteTable;
 use crate::proxy::upstream::UpstreamError;
 
 /// Why the gateway could not start.
@@ -41,14 +44,27 @@ pub enum ServeError {
     /// An upstream client could not be built.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The policy bundle (or the bindings file) was refused.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The policy folder cannot be watched.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
 
-/// Checks everything `serve` would load besides binding sockets: TLS files and
-/// upstream clients. `check-config` uses it.
+/// Checks everything `serve` would load besides binding sockets: TLS files, the policy
+/// bundle (loaded, validated, tested), the bindings file and upstream clients.
+/// `check-config` uses it.
 pub fn preflight(config: &Config) -> Result<(), ServeError> {
+    let snapshot = load_snapshot(
+        &config.policy.dir,
+        config.policy.bindings.as_deref(),
+        &route_resources(config),
+    )?;
+    tracing::debug!(policy.revision = %snapshot.engine().revision(), "policy bundle verified");
     for listener in &config.listeners {
         if let Some(files) = &listener.tls {
             tls::server_config(files).map_err(|source| ServeError::Tls {
@@ -57,14 +73,19 @@ pub fn preflight(config: &Config) -> Result<(), ServeError> {
             })?;
         }
     }
-    Gateway::new(config)?;
+    RouteTable::build(&config.routes, config.unknown_host_status)?;
     Ok(())
 }
 
 /// Serves until a termination signal, then drains.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     metrics::install();
-    let gateway = Arc::new(Gateway::new(&config)?);
+    let policy = Arc::new(ActivePolicy::load(
+        &config.policy,
+        route_resources(&config),
+    )?);
+    tracing::info!(policy.revision = %policy.revision(), "policy bundle loaded");
+    let gateway = Arc::new(Gateway::new(&config, Arc::clone(&policy))?);
     let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
@@ -118,11 +139,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         ));
     }
     drop(tracker);
+    reload::spawn(Arc::clone(&policy), shutdown_rx.clone())?;
     tracing::info!(routes = config.routes.len(), "portcullis ready");
 
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload_certificates(&certs),
+            _ = hangup.recv() => {
+                reload_certificates(&certs);
+                // A refused bundle is logged and counted; the last good one keeps serving.
+                let _ = policy.reload();
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }

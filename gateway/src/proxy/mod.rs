@@ -1,9 +1,11 @@
 //! The hot path, one file per step, in the order a request meets them:
 //! [`pipeline`] runs them; [`path`] and [`route`] find the route on a canonical path;
-//! [`allowlist`] applies the CIDR lists; [`headers`] cleans and sets headers;
+//! [`allowlist`] applies the CIDR lists; [`authn`] and [`authz`] decide who may pass; [`headers`] cleans and sets headers;
 //! [`upstream`] streams to the app; [`reject`] turns every "no" into a response.
 
 pub mod allowlist;
+pub mod authn;
+pub mod authz;
 pub mod headers;
 pub mod path;
 pub mod pipeline;

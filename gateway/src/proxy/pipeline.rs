@@ -15,14 +15,18 @@ use http::{
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use portcullis_policy::Environment;
 
 use super::allowlist::check_allowlists;
+use super::authn::authenticate;
+use super::authz::{RequestFacts, authorize};
 use super::headers::{UpstreamChain, sanitize_request, sanitize_response, set_forwarding};
 use super::path::{CanonicalPath, PathError};
 use super::reject::{Reject, RequestMeta, error_response, wants_html};
 use super::route::{Route, RouteTable, request_host};
 use super::upstream::UpstreamError;
 use super::{Body, full};
+use crate::authz::ActivePolicy;
 use crate::clock;
 use crate::config::{Access, Config};
 use crate::net::client_ip::{TrustedProxies, client_ip};
@@ -35,6 +39,8 @@ pub const RESERVED_PREFIX: &str = "/.portcullis/";
 
 /// Everything the hot path reads, built once from the configuration.
 pub struct Gateway {
+    policy: Arc<ActivePolicy>,
+    environment: Environment,
     routes: RouteTable,
     trusted: TrustedProxies,
     strip_headers: Vec<HeaderName>,
@@ -56,9 +62,12 @@ pub struct ConnInfo {
 }
 
 impl Gateway {
-    /// Builds the hot-path state (route table and upstream clients) from a configuration.
-    pub fn new(config: &Config) -> Result<Gateway, UpstreamError> {
+    /// Builds the hot-path state (route table and upstream clients) from a configuration
+    /// and the active policy.
+    pub fn new(config: &Config, policy: Arc<ActivePolicy>) -> Result<Gateway, UpstreamError> {
         Ok(Gateway {
+            policy,
+            environment: config.policy.environment,
             routes: RouteTable::build(&config.routes, config.unknown_host_status)?,
             trusted: TrustedProxies::new(config.trusted_proxies.clone()),
             strip_headers: config.strip_headers.clone(),
@@ -72,6 +81,11 @@ impl Gateway {
     /// Marks the gateway as draining: readiness turns 503 so load balancers move away.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The policy revision in force.
+    pub fn policy_revision(&self) -> String {
+        self.policy.revision()
     }
 
     /// Whether shutdown has begun.
@@ -155,11 +169,15 @@ async fn proxy<'g>(
     *route_id = Some(&route.id);
     check_allowlists(client, route.allowlist.as_ref())?;
     if route.access == Access::Protected {
-        // Sessions and API tokens arrive with the accounts work; until then a protected
-        // route has no way to authenticate anyone, so it fails closed.
-        return Err(Reject::Unauthenticated {
-            resource: route.resource.clone().unwrap_or_default(),
-        });
+        let principal = authenticate(route)?;
+        let snapshot = gateway.policy.snapshot();
+        let facts = RequestFacts {
+            method: request.method(),
+            client,
+            environment: gateway.environment,
+            now: clock::system_now(),
+        };
+        authorize(&snapshot, principal, route, facts)?;
     }
 
     let websocket = route.websocket && is_websocket_upgrade(&request);
@@ -259,19 +277,26 @@ fn reserved_endpoint(
     meta: &RequestMeta<'_>,
 ) -> Result<Response<Body>, Reject> {
     match path.as_str() {
-        "/.portcullis/health" => Ok(json_response(StatusCode::OK, "{\"status\":\"ok\"}\n")),
+        "/.portcullis/health" => Ok(json_response(StatusCode::OK, health_body(gateway, "ok"))),
         "/.portcullis/ready" if gateway.is_draining() => Ok(error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "draining",
             meta,
             false,
         )),
-        "/.portcullis/ready" => Ok(json_response(StatusCode::OK, "{\"status\":\"ready\"}\n")),
+        "/.portcullis/ready" => Ok(json_response(StatusCode::OK, health_body(gateway, "ready"))),
         _ => Err(Reject::ReservedPath),
     }
 }
 
-fn json_response(status: StatusCode, body: &'static str) -> Response<Body> {
+/// `{"status":…,"policy_revision":…}`: probes also tell which bundle is in force.
+pub fn health_body(gateway: &Gateway, status: &str) -> String {
+    serde_json::json!({ "status": status, "policy_revision": gateway.policy_revision() })
+        .to_string()
+        + "\n"
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(

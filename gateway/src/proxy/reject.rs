@@ -80,6 +80,12 @@ pub enum Reject {
         /// The route's Cedar resource entity.
         resource: String,
     },
+    /// The policy engine did not allow the request.
+    #[error("denied by policy ({basis})")]
+    Denied {
+        /// What the deny rests on: no permit, a forbid, or an evaluation error.
+        basis: String,
+    },
     /// The upstream could not be reached or broke the exchange.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
@@ -106,6 +112,7 @@ impl Reject {
             Reject::BadForwardedFor => "bad_forwarded_for",
             Reject::IpNotAllowed { .. } => "ip_not_allowed",
             Reject::Unauthenticated { .. } => "unauthenticated",
+            Reject::Denied { .. } => "denied",
             Reject::UpstreamUnavailable(_) => "upstream_unavailable",
             Reject::UpstreamTimeout => "upstream_timeout",
             Reject::Internal(_) => "internal",
@@ -123,7 +130,7 @@ impl Reject {
             Reject::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Reject::UnknownHost { status, .. } => *status,
             Reject::NoRoute { .. } | Reject::ReservedPath => StatusCode::NOT_FOUND,
-            Reject::IpNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Reject::IpNotAllowed { .. } | Reject::Denied { .. } => StatusCode::FORBIDDEN,
             Reject::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Reject::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Reject::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,

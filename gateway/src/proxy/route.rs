@@ -12,7 +12,7 @@ use super::allowlist::Allowlist;
 use super::path::CanonicalPath;
 use super::reject::Reject;
 use super::upstream::{Upstream, UpstreamError};
-use crate::config::{Access, RouteConfig};
+use crate::config::{Access, RouteActions, RouteConfig};
 
 /// A compiled route.
 pub struct Route {
@@ -24,6 +24,7 @@ pub struct Route {
     pub(crate) allowlist: Option<Allowlist>,
     pub(crate) websocket: bool,
     pub(crate) preserve_host: bool,
+    pub(crate) actions: RouteActions,
     pub(crate) upstream: Upstream,
 }
 
@@ -53,6 +54,7 @@ impl RouteTable {
                     .then(|| Allowlist::new(format!("route:{}", config.id), config.allow.clone())),
                 websocket: config.websocket,
                 preserve_host: config.preserve_host,
+                actions: config.actions.clone(),
                 upstream: Upstream::build(config)?,
             });
             if config.host == "*" {

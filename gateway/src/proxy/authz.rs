@@ -1,0 +1,131 @@
+//! Authorization: the principal, the route's resource and the request's facts become a
+//! Cedar request; only an allow lets the request on, as an [`Authorized`] value that
+//! the header step requires.
+//!
+//! The action is the route's per-method entry, else its default, else `http:<METHOD>`.
+//! Every decision is logged with the policy revision that made it.
+
+use std::time::SystemTime;
+
+use http::Method;
+use portcullis_policy::{Environment, Request, RequestContext};
+
+use super::authn::Principal;
+use super::reject::Reject;
+use super::route::Route;
+use crate::authz::{PolicySnapshot, parse_entity};
+use crate::config::RouteActions;
+use crate::net::client_ip::ClientIp;
+
+/// Proof that the policy engine allowed this principal on this route. Only
+/// [`authorize`] makes one.
+#[derive(Debug)]
+pub struct Authorized {
+    principal: Principal,
+}
+
+impl Authorized {
+    /// Who was allowed.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+/// The facts about this request that are not the principal's.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The HTTP method.
+    pub method: &'a Method,
+    /// The client address.
+    pub client: ClientIp,
+    /// The environment this gateway serves.
+    pub environment: Environment,
+    /// When the request arrived.
+    pub now: SystemTime,
+}
+
+/// Asks the policy engine; anything but an allow is a [`Reject::Denied`].
+pub fn authorize(
+    snapshot: &PolicySnapshot,
+    principal: Principal,
+    route: &Route,
+    facts: RequestFacts<'_>,
+) -> Result<Authorized, Reject> {
+    let Some(resource) = route.resource.as_deref().and_then(parse_entity) else {
+        return Err(Reject::Internal("protected route has no resource entity"));
+    };
+    let request = Request {
+        principal: principal.user_id().to_owned(),
+        action: action_for(&route.actions, facts.method),
+        resource,
+        context: RequestContext {
+            ip: facts.client.addr(),
+            mfa: principal.mfa(),
+            auth_method: principal.auth_method().to_owned(),
+            session_age_seconds: facts
+                .now
+                .duration_since(principal.authenticated_at())
+                .map_or(0, |age| age.as_secs()),
+            environment: facts.environment,
+            time: facts.now,
+        },
+    };
+    let decision = snapshot.engine().decide(&request, snapshot.directory());
+    let revision = snapshot.engine().revision();
+    if decision.is_allowed() {
+        tracing::debug!(
+            policy.revision = %revision, user.id = %request.principal, action = %request.action,
+            resource = %request.resource, policies = ?decision.policies(), "allowed"
+        );
+        return Ok(Authorized { principal });
+    }
+    let explanation = snapshot.engine().explain(&decision);
+    tracing::info!(
+        policy.revision = %revision, user.id = %request.principal, action = %request.action,
+        resource = %request.resource, basis = ?decision.basis(), policies = ?decision.policies(),
+        errors = decision.errors().len(), "denied: {explanation}"
+    );
+    Err(Reject::Denied {
+        basis: format!("{:?}", decision.basis()),
+    })
+}
+
+/// The Cedar action for a request on a route.
+pub fn action_for(actions: &RouteActions, method: &Method) -> String {
+    actions
+        .by_method
+        .iter()
+        .find(|(configured, _)| configured == method)
+        .map(|(_, action)| action.clone())
+        .or_else(|| actions.default.clone())
+        .unwrap_or_else(|| format!("http:{}", method.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use super::action_for;
+    use crate::authz::parse_entity;
+    use crate::config::RouteActions;
+
+    #[test]
+    fn actions_per_method_then_default_then_http_method() {
+        let none = RouteActions::default();
+        assert_eq!(action_for(&none, &Method::GET), "http:GET");
+        assert_eq!(action_for(&none, &Method::DELETE), "http:DELETE");
+        let configured = RouteActions {
+            default: Some("read".into()),
+            by_method: vec![(Method::POST, "operate".into())],
+        };
+        assert_eq!(action_for(&configured, &Method::POST), "operate");
+        assert_eq!(action_for(&configured, &Method::GET), "read");
+    }
+
+    #[test]
+    fn resource_entities() {
+        let entity = parse_entity("App::\"wiki\"").map(|e| e.to_string());
+        assert_eq!(entity.as_deref(), Some("App::\"wiki\""));
+        assert!(parse_entity("wiki").is_none());
+    }
+}
