@@ -29,3 +29,8 @@ pub fn monotonic_millis() -> u64 {
 pub fn system_now() -> SystemTime {
     SystemTime::now()
 }
+
+/// The wall clock as a UTC timestamp, for the store.
+pub fn now_utc() -> time::OffsetDateTime {
+    time::OffsetDateTime::from(system_now())
+}

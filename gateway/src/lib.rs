@@ -3,6 +3,7 @@
 //! Start reading at [`proxy::pipeline`] for the hot path, [`config`] for what a
 //! deployment can say, and [`ops::server`] for how the process runs.
 
+pub mod api_token;
 pub mod authz;
 pub mod cli;
 pub mod clock;

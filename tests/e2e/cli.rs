@@ -123,3 +123,193 @@ async fn demo_serves_a_page_with_one_command() {
         "default policy bundle not written"
     );
 }
+
+fn policy_bundle_copy(dir: &TempDir) -> std::path::PathBuf {
+    let bundle = dir.path().join("policies");
+    crate::support::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+        &bundle,
+    );
+    bundle
+}
+
+#[test]
+fn policy_validate_test_and_fmt() {
+    let dir = TempDir::new("policy-cli");
+    let bundle = policy_bundle_copy(&dir);
+    let bundle_arg = bundle.to_str().unwrap();
+    let output = portcullis(&["policy", "validate", bundle_arg]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("valid ("));
+    let output = portcullis(&["policy", "test", bundle_arg, "--require-coverage", "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report.is_object(), "{report}");
+    assert!(
+        portcullis(&["policy", "fmt", "--check", bundle_arg])
+            .status
+            .success()
+    );
+
+    // An unformatted file fails the check and `fmt` fixes it.
+    let messy = bundle.join("roles/operator.cedar");
+    let text = std::fs::read_to_string(&messy)
+        .unwrap()
+        .replace("  action in", "action    in");
+    std::fs::write(&messy, text).unwrap();
+    let output = portcullis(&["policy", "fmt", "--check", bundle_arg]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("not formatted:"));
+    assert!(portcullis(&["policy", "fmt", bundle_arg]).status.success());
+    assert!(
+        portcullis(&["policy", "fmt", "--check", bundle_arg])
+            .status
+            .success()
+    );
+
+    // A broken policy: exit 1 and a message pointing at file, line and column.
+    std::fs::write(
+        bundle.join("roles/broken.cedar"),
+        "@id(\"broken\")\npermit (principal, action, resource) when { context.nope };\n",
+    )
+    .unwrap();
+    let output = portcullis(&["policy", "validate", bundle_arg]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("roles/broken.cedar:2:"), "{stderr}");
+}
+
+#[test]
+fn policy_explain_names_the_deciding_policies() {
+    let bundle = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let base = [
+        "policy",
+        "explain",
+        "--dir",
+        bundle.to_str().unwrap(),
+        "--fixture",
+        "acme",
+        "--context",
+        "{\"environment\":\"dev\",\"mfa\":true}",
+    ];
+    let allow: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain([
+            "--principal",
+            "olga",
+            "--action",
+            "http:POST",
+            "--resource",
+            "App::\"acme/ops-console\"",
+            "--expect",
+            "allow",
+        ])
+        .collect();
+    let output = portcullis(&allow);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("role.operator"));
+
+    // A sibling folder's app: no permit applies.
+    let sibling: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain([
+            "--principal",
+            "olga",
+            "--action",
+            "http:GET",
+            "--resource",
+            "App::\"acme/reports-ui\"",
+            "--expect",
+            "allow",
+        ])
+        .collect();
+    let output = portcullis(&sibling);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expected allow, got deny"));
+}
+
+#[test]
+fn policy_diff_between_folders_and_git_revisions() {
+    let dir = TempDir::new("policy-diff");
+    let before = policy_bundle_copy(&dir);
+    let after = dir.path().join("after");
+    crate::support::copy_dir(&before, &after);
+    let operator = after.join("roles/operator.cedar");
+    let text = std::fs::read_to_string(&operator).unwrap().replace(
+        "[Action::\"read\", Action::\"operate\"]",
+        "[Action::\"read\"]",
+    );
+    std::fs::write(&operator, text).unwrap();
+    let output = portcullis(&[
+        "policy",
+        "diff",
+        before.to_str().unwrap(),
+        after.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let changes: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let text = changes.to_string();
+    assert!(text.contains("operator") && text.contains("lost"), "{text}");
+    assert!(!text.contains("gained"), "{text}");
+
+    // The same change between two commits of a checkout.
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(&before)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.test"])
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "before"]);
+    std::fs::copy(&operator, before.join("roles/operator.cedar")).unwrap();
+    git(&["commit", "-q", "-am", "after"]);
+    let output = portcullis(&[
+        "policy",
+        "diff",
+        "git:HEAD~1",
+        "git:HEAD",
+        "--dir",
+        before.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("operator"), "{stdout}");
+    let unchanged = portcullis(&[
+        "policy",
+        "diff",
+        "git:HEAD",
+        "git:HEAD",
+        "--dir",
+        before.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&unchanged.stdout).contains("no change in effective access"));
+}

@@ -11,6 +11,7 @@
     clippy::indexing_slicing
 )]
 
+mod access;
 mod cli;
 mod hygiene;
 mod lifecycle;

@@ -205,6 +205,7 @@ pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
     pub dir: TempDir,
+    pub config: PathBuf,
 }
 
 /// Test certificates: a CA and a leaf for `localhost` signed by it.
@@ -251,10 +252,50 @@ pub struct Setup {
     pub tls: Option<(String, String)>,
     /// Also start the internal listener on this port.
     pub internal_port: Option<u16>,
+    /// Extra lines for the `[policy]` table (e.g. `bindings = "bindings.json"`).
+    pub policy: String,
+}
+
+/// A gateway folder with its configuration written, not yet started: tests run CLI
+/// commands against it (the same store) before the process starts.
+pub struct Prepared {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    port: u16,
+}
+
+impl Prepared {
+    /// Runs `portcullis ARGS --config <this config>` and returns stdout, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        admin_cli(&self.config, args).trim().to_owned()
+    }
+
+    pub async fn start(self) -> Gateway {
+        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env("PORTCULLIS_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let gateway = Gateway {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
+            dir: self.dir,
+            config: self.config,
+        };
+        gateway.wait_listening().await;
+        gateway
+    }
 }
 
 impl Gateway {
     pub async fn start(setup: Setup) -> Gateway {
+        Gateway::prepare(setup).start().await
+    }
+
+    pub fn prepare(setup: Setup) -> Prepared {
         let dir = TempDir::new("gw");
         copy_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
@@ -275,27 +316,17 @@ impl Gateway {
         };
         let config = format!(
             "version = 1\n[[listener]]\nname = \"test\"\nbind = \"127.0.0.1:{port}\"\n{tls}{internal}\
-             [store]\nurl = \"sqlite://p.db\"\n[policy]\ndir = \"policies\"\n[keys]\nmain_key = \"env:PORTCULLIS_TEST_KEY\"\n\
+             [store]\nurl = \"sqlite://p.db\"\n[policy]\ndir = \"policies\"\n{}\n[keys]\nmain_key = \"env:PORTCULLIS_TEST_KEY\"\n\
              {}\n{}",
-            setup.extra, setup.routes
+            setup.policy, setup.extra, setup.routes
         );
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("PORTCULLIS_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let gateway = Gateway {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        Prepared {
             dir,
-        };
-        gateway.wait_listening().await;
-        gateway
+            config: config_path,
+            port,
+        }
     }
 
     /// Polls until the listener accepts connections (bounded: 15 s).
@@ -420,4 +451,23 @@ pub fn header_values(headers: &HeaderMap, name: &str) -> Vec<String> {
         .iter()
         .map(|v| v.to_str().unwrap_or("").to_owned())
         .collect()
+}
+
+/// Runs `portcullis GROUP --config CONFIG REST…` (an admin command) and returns stdout.
+pub fn admin_cli(config: &Path, args: &[&str]) -> String {
+    let (group, rest) = args.split_first().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg(group)
+        .arg("--config")
+        .arg(config)
+        .args(rest)
+        .env("PORTCULLIS_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }

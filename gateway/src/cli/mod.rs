@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod admin;
 mod bundle;
 mod demo;
+mod policy;
 
 use crate::config::Config;
 use crate::ops::server;
@@ -32,6 +34,43 @@ enum Command {
     CheckConfig {
         /// The TOML configuration file.
         file: PathBuf,
+    },
+    /// Organizations: create.
+    Org {
+        /// The TOML configuration file (names the store).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: admin::OrgCommand,
+    },
+    /// Workspaces: create.
+    Workspace {
+        /// The TOML configuration file (names the store).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: admin::WorkspaceCommand,
+    },
+    /// Users: add.
+    User {
+        /// The TOML configuration file (names the store).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
+    /// API tokens for machine clients: create, list, revoke.
+    Token {
+        /// The TOML configuration file (names the store).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: admin::TokenCommand,
+    },
+    /// Policy-as-code tools: validate, test, fmt, diff, explain.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
     },
     /// Run a self-contained demo: generated key, default policies, a built-in upstream.
     Demo {
@@ -63,6 +102,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Policy { command } => policy::run(command),
+        Command::Org { config, command } => runtime()?.block_on(admin::org(&config, command)),
+        Command::Workspace { config, command } => {
+            runtime()?.block_on(admin::workspace(&config, command))
+        }
+        Command::User { config, command } => runtime()?.block_on(admin::user(&config, command)),
+        Command::Token { config, command } => runtime()?.block_on(admin::token(&config, command)),
         Command::Demo { data_dir, listen } => {
             runtime()?.block_on(demo::run(&data_dir, listen))?;
             Ok(())

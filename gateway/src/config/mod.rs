@@ -804,7 +804,7 @@ fn compile_key_source(ctx: &Ctx, source: Option<String>) -> Result<KeySource, Co
     ))
 }
 
-/// Parses `250ms`, `10s`, `5m`, `1h`. Zero is refused: a zero timeout is never intended.
+/// Parses `250ms`, `10s`, `5m`, `1h`, `30d`. Zero is refused: a zero timeout is never intended.
 pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     let digits_end = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(digits_end);
@@ -817,6 +817,7 @@ pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
         "s" => Some(Duration::from_secs(value)),
         "m" => value.checked_mul(60).map(Duration::from_secs),
         "h" => value.checked_mul(3600).map(Duration::from_secs),
+        "d" => value.checked_mul(86_400).map(Duration::from_secs),
         _ => None,
     }
 }

@@ -19,6 +19,7 @@ use crate::net::tls::{self, ReloadableCert, TlsError};
 use crate::proxy::pipeline::Gateway;
 use crate::proxy::route::RouteTable;
 use crate::proxy::upstream::UpstreamError;
+use crate::store::{Store, StoreError};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub enum ServeError {
     /// The policy folder cannot be watched.
     #[error(transparent)]
     Watch(#[from] WatchError),
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -85,7 +89,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         route_resources(&config),
     )?);
     tracing::info!(policy.revision = %policy.revision(), "policy bundle loaded");
-    let gateway = Arc::new(Gateway::new(&config, Arc::clone(&policy))?);
+    let store = Store::connect(&config.store).await?;
+    store.migrate().await?;
+    tracing::info!(store = ?store.backend(), "store ready");
+    let gateway = Arc::new(Gateway::new(&config, Arc::clone(&policy), store)?);
     let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;

@@ -1,13 +1,27 @@
 //! Authentication: who is calling. The result is a [`Principal`] or a refusal.
 //!
-//! Session cookies and API tokens plug in here (accounts and sessions issue); until a
-//! credential source exists, a protected route has no way to authenticate anyone and
-//! refuses every request (fail closed).
+//! Today's credential is the API token (`Authorization: Bearer pcl_…`); session cookies
+//! plug in beside it. Token records are cached for a few seconds, so a warm request does
+//! not touch the database; a revoked token stops working within that time on every
+//! instance. Any doubt (malformed header, unknown, expired or revoked token, store
+//! failure) refuses the request.
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, header};
+use moka::future::Cache;
+use time::OffsetDateTime;
 
 use super::reject::Reject;
 use super::route::Route;
+use crate::api_token;
+use crate::store::{ApiToken, Store, TokenHash};
+
+/// How long a token record (or its absence) is trusted without asking the store.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How many token records the cache holds.
+const TOKEN_CACHE_CAPACITY: u64 = 100_000;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -34,15 +48,88 @@ impl Principal {
         self.mfa
     }
 
-    /// When the caller signed in.
+    /// When the caller signed in (for a token: this request).
     pub fn authenticated_at(&self) -> SystemTime {
         self.authenticated_at
     }
 }
 
-/// Finds the principal for a request to a protected route.
-pub fn authenticate(route: &Route) -> Result<Principal, Reject> {
-    Err(Reject::Unauthenticated {
-        resource: route.resource.clone().unwrap_or_default(),
-    })
+/// Turns request credentials into principals.
+pub struct Authenticator {
+    store: Store,
+    tokens: Cache<Vec<u8>, Option<Arc<ApiToken>>>,
+}
+
+impl Authenticator {
+    /// An authenticator reading credentials from `store`.
+    pub fn new(store: Store) -> Authenticator {
+        Authenticator {
+            store,
+            tokens: Cache::builder()
+                .max_capacity(TOKEN_CACHE_CAPACITY)
+                .time_to_live(TOKEN_CACHE_TTL)
+                .build(),
+        }
+    }
+
+    /// Finds the principal for a request to a protected route.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        route: &Route,
+        now: OffsetDateTime,
+    ) -> Result<Principal, Reject> {
+        let unauthenticated = || Reject::Unauthenticated {
+            resource: route.resource.clone().unwrap_or_default(),
+        };
+        let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (authorization.next(), authorization.next()) else {
+            return Err(unauthenticated());
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .and_then(api_token::parse);
+        let Some((workspace, hash)) = token else {
+            return Err(unauthenticated());
+        };
+        let record = self.lookup(workspace, hash).await?;
+        match record {
+            Some(token) if token.is_usable(now) => Ok(Principal {
+                user_id: token.created_by.to_string(),
+                auth_method: "api_token",
+                mfa: false,
+                // A bearer token authenticates each request anew.
+                authenticated_at: SystemTime::from(now),
+            }),
+            _ => Err(unauthenticated()),
+        }
+    }
+
+    async fn lookup(
+        &self,
+        workspace: crate::store::WorkspaceId,
+        hash: TokenHash,
+    ) -> Result<Option<Arc<ApiToken>>, Reject> {
+        let key = hash.as_bytes().to_vec();
+        let store = &self.store;
+        self.tokens
+            .try_get_with(key, async move {
+                store
+                    .get_api_token_by_hash(workspace, &hash)
+                    .await
+                    .map(|found| found.map(Arc::new))
+            })
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "token lookup failed");
+                Reject::StoreUnavailable
+            })
+    }
 }

@@ -12,6 +12,9 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
+use super::authz::Authorized;
+use crate::api_token;
+
 /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
@@ -70,6 +73,20 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
+}
+
+/// Sets the identity headers for an authorized request and removes the gateway's own
+/// credential: the upstream learns who, never the token that proved it.
+pub fn set_identity(headers: &mut HeaderMap, authorized: &Authorized) {
+    if headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|value| api_token::is_portcullis_bearer(value.as_bytes()))
+    {
+        headers.remove(header::AUTHORIZATION);
+    }
+    let principal = authorized.principal();
+    insert_text(headers, "x-portcullis-user", principal.user_id());
+    insert_text(headers, "x-portcullis-auth-method", principal.auth_method());
 }
 
 /// What a trusted proxy in front of us already said, captured before sanitising.

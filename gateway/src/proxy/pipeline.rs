@@ -18,9 +18,11 @@ use hyper_util::rt::TokioIo;
 use portcullis_policy::Environment;
 
 use super::allowlist::check_allowlists;
-use super::authn::authenticate;
+use super::authn::Authenticator;
 use super::authz::{RequestFacts, authorize};
-use super::headers::{UpstreamChain, sanitize_request, sanitize_response, set_forwarding};
+use super::headers::{
+    UpstreamChain, sanitize_request, sanitize_response, set_forwarding, set_identity,
+};
 use super::path::{CanonicalPath, PathError};
 use super::reject::{Reject, RequestMeta, error_response, wants_html};
 use super::route::{Route, RouteTable, request_host};
@@ -33,6 +35,7 @@ use crate::net::client_ip::{TrustedProxies, client_ip};
 use crate::net::framing::FramingFlag;
 use crate::net::idle::{ActivityIo, until_idle};
 use crate::ops::metrics;
+use crate::store::Store;
 
 /// The reserved prefix for the gateway's own endpoints, on every host.
 pub const RESERVED_PREFIX: &str = "/.portcullis/";
@@ -40,6 +43,7 @@ pub const RESERVED_PREFIX: &str = "/.portcullis/";
 /// Everything the hot path reads, built once from the configuration.
 pub struct Gateway {
     policy: Arc<ActivePolicy>,
+    authenticator: Authenticator,
     environment: Environment,
     routes: RouteTable,
     trusted: TrustedProxies,
@@ -64,9 +68,14 @@ pub struct ConnInfo {
 impl Gateway {
     /// Builds the hot-path state (route table and upstream clients) from a configuration
     /// and the active policy.
-    pub fn new(config: &Config, policy: Arc<ActivePolicy>) -> Result<Gateway, UpstreamError> {
+    pub fn new(
+        config: &Config,
+        policy: Arc<ActivePolicy>,
+        store: Store,
+    ) -> Result<Gateway, UpstreamError> {
         Ok(Gateway {
             policy,
+            authenticator: Authenticator::new(store),
             environment: config.policy.environment,
             routes: RouteTable::build(&config.routes, config.unknown_host_status)?,
             trusted: TrustedProxies::new(config.trusted_proxies.clone()),
@@ -168,17 +177,23 @@ async fn proxy<'g>(
     let route = gateway.routes.lookup(&host.name, &path)?;
     *route_id = Some(&route.id);
     check_allowlists(client, route.allowlist.as_ref())?;
-    if route.access == Access::Protected {
-        let principal = authenticate(route)?;
+    let authorized = if route.access == Access::Protected {
+        let now = clock::system_now();
+        let principal = gateway
+            .authenticator
+            .authenticate(request.headers(), route, time::OffsetDateTime::from(now))
+            .await?;
         let snapshot = gateway.policy.snapshot();
         let facts = RequestFacts {
             method: request.method(),
             client,
             environment: gateway.environment,
-            now: clock::system_now(),
+            now,
         };
-        authorize(&snapshot, principal, route, facts)?;
-    }
+        Some(authorize(&snapshot, principal, route, facts)?)
+    } else {
+        None
+    };
 
     let websocket = route.websocket && is_websocket_upgrade(&request);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
@@ -192,6 +207,9 @@ async fn proxy<'g>(
     sanitize_request(&mut parts.headers, &gateway.strip_headers);
     let proto = if conn.tls { "https" } else { "http" };
     set_forwarding(&mut parts.headers, chain, conn.peer.ip(), proto, &host.raw);
+    if let Some(authorized) = &authorized {
+        set_identity(&mut parts.headers, authorized);
+    }
     forwarded_host(&mut parts.headers, route, &host.raw)?;
     if let Ok(id) = HeaderValue::from_str(meta.request_id) {
         parts.headers.insert("x-portcullis-request-id", id);

@@ -92,6 +92,9 @@ pub enum Reject {
     /// The upstream did not answer in time.
     #[error("upstream did not respond within the route's response timeout")]
     UpstreamTimeout,
+    /// The store could not be asked (credentials cannot be checked, so nobody passes).
+    #[error("store unavailable")]
+    StoreUnavailable,
     /// The gateway could not build the forwarded request.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -115,6 +118,7 @@ impl Reject {
             Reject::Denied { .. } => "denied",
             Reject::UpstreamUnavailable(_) => "upstream_unavailable",
             Reject::UpstreamTimeout => "upstream_timeout",
+            Reject::StoreUnavailable => "unavailable",
             Reject::Internal(_) => "internal",
         }
     }
@@ -134,6 +138,7 @@ impl Reject {
             Reject::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Reject::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Reject::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Reject::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -142,7 +147,7 @@ impl Reject {
     pub fn source(&self) -> ErrorSource {
         match self {
             Reject::UpstreamUnavailable(_) | Reject::UpstreamTimeout => ErrorSource::Upstream,
-            Reject::Internal(_) => ErrorSource::Internal,
+            Reject::Internal(_) | Reject::StoreUnavailable => ErrorSource::Internal,
             _ => ErrorSource::Client,
         }
     }

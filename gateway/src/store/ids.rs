@@ -36,6 +36,22 @@ macro_rules! uuid_id {
                 fmt::Display::fmt(&self.0, f)
             }
         }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+
+            /// Reads an id an operator typed (CLI arguments).
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(text).map(Self)
+            }
+        }
+
+        impl $name {
+            /// The id as 32 lower-case hex digits (no dashes), for compact tokens.
+            pub fn simple(&self) -> String {
+                self.0.simple().to_string()
+            }
+        }
     };
 }
 

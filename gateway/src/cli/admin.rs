@@ -1,0 +1,198 @@
+//! Tenant, user and token administration from the command line: `org`, `workspace`,
+//! `user` and `token`. Each opens the store named by the configuration file. Created
+//! ids (and a new token, shown once) go to stdout alone, so scripts can capture them.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::api_token;
+use crate::clock;
+use crate::config::{Config, parse_duration};
+use crate::store::{Environment, NewApiToken, OrganizationId, Store, UserId, WorkspaceId};
+
+/// `portcullis org …`
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization; prints its id.
+    Create {
+        /// Its display name.
+        name: String,
+    },
+}
+
+/// `portcullis workspace …`
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace in an organization; prints its id.
+    Create {
+        /// The organization id.
+        #[arg(long)]
+        organization: OrganizationId,
+        /// Its name, unique in the organization.
+        name: String,
+        /// The stage it serves: dev, test or prod.
+        #[arg(long, default_value = "prod")]
+        environment: String,
+    },
+}
+
+/// `portcullis user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user to an organization; prints its id.
+    Add {
+        /// The organization id.
+        #[arg(long)]
+        organization: OrganizationId,
+        /// The user's email (stored lower-cased).
+        email: String,
+        /// The name shown in the console.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// `portcullis token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token acting as a user in a workspace; prints it once.
+    Create {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: WorkspaceId,
+        /// The user the token acts as (its role bindings apply).
+        #[arg(long)]
+        user: UserId,
+        /// A label for listings.
+        #[arg(long)]
+        name: String,
+        /// How long it works, e.g. `30d`, `12h`.
+        #[arg(long, default_value = "90d")]
+        expires_in: String,
+    },
+    /// List a workspace's tokens (never the secrets).
+    List {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: WorkspaceId,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: WorkspaceId,
+        /// The token id (from `token list`).
+        id: crate::store::ApiTokenId,
+    },
+}
+
+/// Opens (and migrates) the store of a configuration file.
+async fn open_store(config: &Path) -> anyhow::Result<Store> {
+    let config = Config::load(config)?;
+    let store = Store::connect(config.store())
+        .await
+        .context("opening the store")?;
+    store.migrate().await.context("migrating the store")?;
+    Ok(store)
+}
+
+/// Runs `org create`.
+pub async fn org(config: &Path, command: OrgCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let OrgCommand::Create { name } = command;
+    let organization = store.create_organization(&name, clock::now_utc()).await?;
+    eprintln!("created organization `{name}`");
+    println!("{}", organization.id);
+    Ok(())
+}
+
+/// Runs `workspace create`.
+pub async fn workspace(config: &Path, command: WorkspaceCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let WorkspaceCommand::Create {
+        organization,
+        name,
+        environment,
+    } = command;
+    let environment = Environment::try_from(environment)?;
+    let workspace = store
+        .create_workspace(organization, &name, environment, clock::now_utc())
+        .await?;
+    eprintln!("created workspace `{name}` ({environment})");
+    println!("{}", workspace.id);
+    Ok(())
+}
+
+/// Runs `user add`.
+pub async fn user(config: &Path, command: UserCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let UserCommand::Add {
+        organization,
+        email,
+        name,
+    } = command;
+    let email = email.trim().to_lowercase();
+    if !email.contains('@') {
+        bail!("`{email}` is not an email address");
+    }
+    let name = name.unwrap_or_else(|| email.clone());
+    let user = store
+        .create_user(organization, &email, &name, clock::now_utc())
+        .await?;
+    eprintln!("added user `{email}`");
+    println!("{}", user.id);
+    Ok(())
+}
+
+/// Runs `token create|list|revoke`.
+pub async fn token(config: &Path, command: TokenCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let now = clock::now_utc();
+    match command {
+        TokenCommand::Create {
+            workspace,
+            user,
+            name,
+            expires_in,
+        } => {
+            let Some(lifetime) = parse_duration(&expires_in) else {
+                bail!("`{expires_in}` is not a duration such as `30d` or `12h`");
+            };
+            let minted = api_token::mint(workspace);
+            let new = NewApiToken {
+                hash: minted.hash,
+                name,
+                created_by: user,
+                expires_at: now + lifetime,
+            };
+            let token = store.create_api_token(workspace, &new, now).await?;
+            eprintln!(
+                "created token {} (expires {}); it is shown once:",
+                token.id, token.expires_at
+            );
+            println!("{}", minted.text);
+        }
+        TokenCommand::List { workspace } => {
+            for token in store.list_api_tokens(workspace).await? {
+                let state = match token.revoked_at {
+                    Some(_) => "revoked",
+                    None if !token.is_usable(now) => "expired",
+                    None => "active",
+                };
+                println!(
+                    "{}\t{}\t{state}\texpires {}",
+                    token.id, token.name, token.expires_at
+                );
+            }
+        }
+        TokenCommand::Revoke { workspace, id } => {
+            if !store.revoke_api_token(workspace, id, now).await? {
+                bail!("no live token {id} in workspace {workspace}");
+            }
+            eprintln!("revoked token {id}; running gateways stop accepting it within seconds");
+        }
+    }
+    Ok(())
+}
