@@ -15,6 +15,7 @@ mod access;
 mod cli;
 mod hygiene;
 mod lifecycle;
+mod login;
 mod routing;
 mod streaming;
 mod support;

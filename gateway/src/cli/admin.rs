@@ -10,6 +10,7 @@ use clap::Subcommand;
 use crate::api_token;
 use crate::clock;
 use crate::config::{Config, parse_duration};
+use crate::login::password;
 use crate::store::{Environment, NewApiToken, OrganizationId, Store, UserId, WorkspaceId};
 
 /// `portcullis org …`
@@ -52,6 +53,15 @@ pub enum UserCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Set a user's password, read from the first line of standard input. Signs the
+    /// user out everywhere.
+    Passwd {
+        /// The organization id.
+        #[arg(long)]
+        organization: OrganizationId,
+        /// The user's email.
+        email: String,
+    },
 }
 
 /// `portcullis token …`
@@ -91,6 +101,10 @@ pub enum TokenCommand {
 /// Opens (and migrates) the store of a configuration file.
 async fn open_store(config: &Path) -> anyhow::Result<Store> {
     let config = Config::load(config)?;
+    open_configured_store(&config).await
+}
+
+async fn open_configured_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(config.store())
         .await
         .context("opening the store")?;
@@ -125,14 +139,20 @@ pub async fn workspace(config: &Path, command: WorkspaceCommand) -> anyhow::Resu
     Ok(())
 }
 
-/// Runs `user add`.
+/// Runs `user add|passwd`.
 pub async fn user(config: &Path, command: UserCommand) -> anyhow::Result<()> {
+    let (organization, email, name) = match command {
+        UserCommand::Add {
+            organization,
+            email,
+            name,
+        } => (organization, email, name),
+        UserCommand::Passwd {
+            organization,
+            email,
+        } => return passwd(config, organization, &email).await,
+    };
     let store = open_store(config).await?;
-    let UserCommand::Add {
-        organization,
-        email,
-        name,
-    } = command;
     let email = email.trim().to_lowercase();
     if !email.contains('@') {
         bail!("`{email}` is not an email address");
@@ -194,5 +214,35 @@ pub async fn token(config: &Path, command: TokenCommand) -> anyhow::Result<()> {
             eprintln!("revoked token {id}; running gateways stop accepting it within seconds");
         }
     }
+    Ok(())
+}
+
+async fn passwd(
+    config_path: &Path,
+    organization: OrganizationId,
+    email: &str,
+) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let store = open_configured_store(&config).await?;
+    let email = email.trim().to_lowercase();
+    let Some(user) = store.find_user_by_email(organization, &email).await? else {
+        bail!("no user `{email}` in organization {organization}");
+    };
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if let Err(rule) = password::check_policy(password, &email) {
+        bail!("password refused: {rule}");
+    }
+    let hasher = password::PasswordHasher::new(config.passwords, 1)?;
+    let phc = hasher.hash(password).await?;
+    let now = clock::now_utc();
+    store.set_password(organization, user.id, &phc, now).await?;
+    let revoked = store
+        .revoke_user_sessions(organization, user.id, now)
+        .await?;
+    eprintln!("password set for `{email}`; {revoked} session(s) signed out");
     Ok(())
 }

@@ -22,6 +22,10 @@ use http::{HeaderName, StatusCode, Uri};
 use ipnetwork::IpNetwork;
 use portcullis_policy::Environment;
 
+use crate::login::password::HashParams;
+use crate::session::Timeouts;
+use crate::store::{OrganizationId, WorkspaceId};
+
 use crate::proxy::path::CanonicalPath;
 use raw::{RawConfig, RawLimits, RawListener, RawRoute};
 
@@ -74,6 +78,17 @@ pub struct Config {
     pub(crate) store: StoreUrl,
     pub(crate) policy: PolicyConfig,
     pub(crate) main_key: KeySource,
+    pub(crate) login: Option<LoginConfig>,
+    pub(crate) passwords: HashParams,
+    pub(crate) sessions: Timeouts,
+}
+
+/// Browser logins: the organization whose users sign in and the workspace their
+/// sessions belong to.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginConfig {
+    pub(crate) organization: OrganizationId,
+    pub(crate) workspace: WorkspaceId,
 }
 
 /// Where the policy bundle and (until the store holds them) role bindings come from.
@@ -265,6 +280,68 @@ impl Config {
         let store = compile_store(&ctx, raw.store.and_then(|store| store.url))?;
         let policy = compile_policy(&ctx, raw.policy)?;
         let main_key = compile_key_source(&ctx, raw.keys.and_then(|keys| keys.main_key))?;
+        let login = match raw.login {
+            None => None,
+            Some(login) => {
+                let organization = login
+                    .organization
+                    .ok_or_else(|| ctx.missing("login.organization"))?;
+                let workspace = login
+                    .workspace
+                    .ok_or_else(|| ctx.missing("login.workspace"))?;
+                Some(LoginConfig {
+                    organization: organization.parse().map_err(|_| {
+                        ctx.invalid(
+                            "login.organization",
+                            format!("`{organization}` is not an id (a UUID)"),
+                        )
+                    })?,
+                    workspace: workspace.parse().map_err(|_| {
+                        ctx.invalid(
+                            "login.workspace",
+                            format!("`{workspace}` is not an id (a UUID)"),
+                        )
+                    })?,
+                })
+            }
+        };
+        let passwords = HashParams {
+            memory_kib: raw
+                .passwords
+                .memory_kib
+                .unwrap_or(HashParams::OWASP.memory_kib),
+            iterations: raw
+                .passwords
+                .iterations
+                .unwrap_or(HashParams::OWASP.iterations),
+            parallelism: raw
+                .passwords
+                .parallelism
+                .unwrap_or(HashParams::OWASP.parallelism),
+        };
+        if !(8..=4 * 1024 * 1024).contains(&passwords.memory_kib)
+            || !(1..=16).contains(&passwords.iterations)
+            || !(1..=16).contains(&passwords.parallelism)
+        {
+            return Err(ctx.invalid(
+                "passwords",
+                "memory_kib must be 8..=4194304, iterations and parallelism 1..=16",
+            ));
+        }
+        let to_time =
+            |duration: Duration| time::Duration::try_from(duration).unwrap_or(time::Duration::MAX);
+        let sessions = Timeouts {
+            idle: to_time(ctx.duration(
+                "sessions.idle_timeout",
+                raw.sessions.idle_timeout.as_deref(),
+                Duration::from_secs(30 * 60),
+            )?),
+            absolute: to_time(ctx.duration(
+                "sessions.absolute_lifetime",
+                raw.sessions.absolute_lifetime.as_deref(),
+                Duration::from_secs(12 * 3600),
+            )?),
+        };
         Ok(Config {
             path: path.to_path_buf(),
             listeners,
@@ -278,6 +355,9 @@ impl Config {
             store,
             policy,
             main_key,
+            login,
+            passwords,
+            sessions,
         })
     }
 

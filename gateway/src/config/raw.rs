@@ -22,6 +22,11 @@ pub struct RawConfig {
     pub(crate) store: Option<RawStore>,
     pub(crate) policy: Option<RawPolicy>,
     pub(crate) keys: Option<RawKeys>,
+    pub(crate) login: Option<RawLogin>,
+    #[serde(default)]
+    pub(crate) passwords: RawPasswords,
+    #[serde(default)]
+    pub(crate) sessions: RawSessions,
     #[serde(default, rename = "route")]
     pub(crate) routes: Vec<RawRoute>,
 }
@@ -100,6 +105,31 @@ pub struct RawPolicy {
 #[serde(deny_unknown_fields)]
 pub struct RawKeys {
     pub(crate) main_key: Option<String>,
+}
+
+/// `[login]`: where browser logins land.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogin {
+    pub(crate) organization: Option<String>,
+    pub(crate) workspace: Option<String>,
+}
+
+/// `[passwords]`: argon2id cost.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPasswords {
+    pub(crate) memory_kib: Option<u32>,
+    pub(crate) iterations: Option<u32>,
+    pub(crate) parallelism: Option<u32>,
+}
+
+/// `[sessions]`: deployment-wide default timeouts (stores may only shorten them).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    pub(crate) idle_timeout: Option<String>,
+    pub(crate) absolute_lifetime: Option<String>,
 }
 
 /// `[[route]]`: host + path prefix → upstream.

@@ -68,7 +68,7 @@ fn syntax_errors_name_line_and_column() {
     check(
         "version = 1\nlisten = \"x\"\n",
         expect![[
-            r#"portcullis.toml: line 2, column 1: unknown field `listen`, expected one of `version`, `listener`, `internal`, `network`, `limits`, `identity`, `store`, `policy`, `keys`, `route`"#
+            r#"portcullis.toml: line 2, column 1: unknown field `listen`, expected one of `version`, `listener`, `internal`, `network`, `limits`, `identity`, `store`, `policy`, `keys`, `login`, `passwords`, `sessions`, `route`"#
         ]],
     );
     check(
@@ -134,6 +134,30 @@ fn top_level_errors() {
     check(
         &with_route("[identity]\nstrip_headers = [\"Bad Header\"]\n"),
         expect!["portcullis.toml: `identity.strip_headers[0]`: `Bad Header` is not a header name"],
+    );
+}
+
+#[test]
+fn login_password_and_session_errors() {
+    check(
+        &with_route("[login]\norganization = \"x\"\nworkspace = \"y\"\n"),
+        expect!["portcullis.toml: `login.organization`: `x` is not an id (a UUID)"],
+    );
+    check(
+        &with_route("[login]\norganization = \"0192f3c4-0000-7000-8000-000000000001\"\n"),
+        expect!["portcullis.toml: `login.workspace`: is required"],
+    );
+    check(
+        &with_route("[passwords]\niterations = 0\n"),
+        expect![
+            "portcullis.toml: `passwords`: memory_kib must be 8..=4194304, iterations and parallelism 1..=16"
+        ],
+    );
+    check(
+        &with_route("[sessions]\nidle_timeout = \"forever\"\n"),
+        expect![
+            "portcullis.toml: `sessions.idle_timeout`: `forever` is not a duration such as `250ms`, `10s`, `5m` or `1h`"
+        ],
     );
 }
 

@@ -16,7 +16,7 @@ use crate::authz::{ActivePolicy, PolicyError, load_snapshot, route_resources};
 use crate::config::Config;
 use crate::net::listener::{self, ListenerCtx};
 use crate::net::tls::{self, ReloadableCert, TlsError};
-use crate::proxy::pipeline::Gateway;
+use crate::proxy::pipeline::{Gateway, GatewayError};
 use crate::proxy::route::RouteTable;
 use crate::proxy::upstream::UpstreamError;
 use crate::store::{Store, StoreError};
@@ -45,6 +45,9 @@ pub enum ServeError {
     /// An upstream client could not be built.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The hot-path state could not be built.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
     /// The policy bundle (or the bindings file) was refused.
     #[error(transparent)]
     Policy(#[from] PolicyError),

@@ -1,7 +1,7 @@
 //! Authentication: who is calling. The result is a [`Principal`] or a refusal.
 //!
-//! Today's credential is the API token (`Authorization: Bearer pcl_…`); session cookies
-//! plug in beside it. Token records are cached for a few seconds, so a warm request does
+//! Credentials: the session cookie (browser sign-in) and the API token
+//! (`Authorization: Bearer pcl_…`). Token records are cached for a few seconds, so a warm request does
 //! not touch the database; a revoked token stops working within that time on every
 //! instance. Any doubt (malformed header, unknown, expired or revoked token, store
 //! failure) refuses the request.
@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use super::reject::Reject;
 use super::route::Route;
 use crate::api_token;
+use crate::session::{self, Sessions};
 use crate::store::{ApiToken, Store, TokenHash};
 
 /// How long a token record (or its absence) is trusted without asking the store.
@@ -57,14 +58,17 @@ impl Principal {
 /// Turns request credentials into principals.
 pub struct Authenticator {
     store: Store,
+    sessions: Option<Arc<Sessions>>,
     tokens: Cache<Vec<u8>, Option<Arc<ApiToken>>>,
 }
 
 impl Authenticator {
-    /// An authenticator reading credentials from `store`.
-    pub fn new(store: Store) -> Authenticator {
+    /// An authenticator reading API tokens from `store` and, when browser login is
+    /// configured, sessions from `sessions`.
+    pub fn new(store: Store, sessions: Option<Arc<Sessions>>) -> Authenticator {
         Authenticator {
             store,
+            sessions,
             tokens: Cache::builder()
                 .max_capacity(TOKEN_CACHE_CAPACITY)
                 .time_to_live(TOKEN_CACHE_TTL)
@@ -82,6 +86,22 @@ impl Authenticator {
         let unauthenticated = || Reject::Unauthenticated {
             resource: route.resource.clone().unwrap_or_default(),
         };
+        if let (Some(sessions), Some((workspace, hash))) =
+            (&self.sessions, session::presented(headers))
+        {
+            let found = sessions.find(workspace, &hash, now).await.map_err(|err| {
+                tracing::error!(error = %err, "session lookup failed");
+                Reject::StoreUnavailable
+            })?;
+            if let Some(session) = found {
+                return Ok(Principal {
+                    user_id: session.user_id.to_string(),
+                    auth_method: session.auth_method.as_str(),
+                    mfa: session.mfa_done,
+                    authenticated_at: SystemTime::from(session.created_at),
+                });
+            }
+        }
         let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
         let (Some(value), None) = (authorization.next(), authorization.next()) else {
             return Err(unauthenticated());

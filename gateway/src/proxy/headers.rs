@@ -43,10 +43,11 @@ pub fn is_reserved(name: &str, extra: &[HeaderName]) -> bool {
         || extra.iter().any(|reserved| reserved.as_str() == normalised)
 }
 
-/// Removes hop-by-hop headers (including those named in `Connection`) and every
-/// client-supplied header in the gateway's namespace.
+/// Removes hop-by-hop headers (including those named in `Connection`), every
+/// client-supplied header in the gateway's namespace, and the gateway's own cookies.
 pub fn sanitize_request(headers: &mut HeaderMap, extra: &[HeaderName]) {
     strip_hop_by_hop(headers);
+    strip_gateway_cookies(headers);
     let reserved: Vec<HeaderName> = headers
         .keys()
         .filter(|name| is_reserved(name.as_str(), extra))
@@ -54,6 +55,37 @@ pub fn sanitize_request(headers: &mut HeaderMap, extra: &[HeaderName]) {
         .collect();
     for name in reserved {
         headers.remove(&name);
+    }
+}
+
+/// Removes `__Host-portcullis*` cookies (session, CSRF) from `Cookie` headers: they
+/// prove things to the gateway and are none of the upstream's business.
+fn strip_gateway_cookies(headers: &mut HeaderMap) {
+    let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if !cookies.iter().any(|value| {
+        value
+            .as_bytes()
+            .windows(17)
+            .any(|w| w == b"__Host-portcullis")
+    }) {
+        return;
+    }
+    headers.remove(header::COOKIE);
+    for value in cookies {
+        let Ok(text) = value.to_str() else {
+            // Not text: cannot be filtered pair by pair, so it is not forwarded.
+            continue;
+        };
+        let kept: Vec<&str> = text
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty() && !pair.starts_with("__Host-portcullis"))
+            .collect();
+        if !kept.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+        {
+            headers.append(header::COOKIE, value);
+        }
     }
 }
 

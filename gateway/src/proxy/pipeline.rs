@@ -31,10 +31,13 @@ use super::{Body, full};
 use crate::authz::ActivePolicy;
 use crate::clock;
 use crate::config::{Access, Config};
+use crate::login::password::{PasswordError, PasswordHasher};
+use crate::login::{LOGIN_PATH, LOGOUT_PATH, Login, Origin};
 use crate::net::client_ip::{TrustedProxies, client_ip};
 use crate::net::framing::FramingFlag;
 use crate::net::idle::{ActivityIo, until_idle};
 use crate::ops::metrics;
+use crate::session::Sessions;
 use crate::store::Store;
 
 /// The reserved prefix for the gateway's own endpoints, on every host.
@@ -44,6 +47,7 @@ pub const RESERVED_PREFIX: &str = "/.portcullis/";
 pub struct Gateway {
     policy: Arc<ActivePolicy>,
     authenticator: Authenticator,
+    login: Option<Login>,
     environment: Environment,
     routes: RouteTable,
     trusted: TrustedProxies,
@@ -52,6 +56,17 @@ pub struct Gateway {
     max_uri_bytes: usize,
     idle_timeout: std::time::Duration,
     draining: AtomicBool,
+}
+
+/// Why the hot-path state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// An upstream client could not be built.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The password hasher's parameters are invalid.
+    #[error(transparent)]
+    Passwords(#[from] PasswordError),
 }
 
 /// What the gateway knows about the connection a request came on.
@@ -72,10 +87,27 @@ impl Gateway {
         config: &Config,
         policy: Arc<ActivePolicy>,
         store: Store,
-    ) -> Result<Gateway, UpstreamError> {
+    ) -> Result<Gateway, GatewayError> {
+        let (sessions, login) = match config.login {
+            None => (None, None),
+            Some(login_config) => {
+                let concurrency = std::thread::available_parallelism().map_or(2, usize::from);
+                let hasher = PasswordHasher::new(config.passwords, concurrency)?;
+                let sessions = Arc::new(Sessions::new(store.clone()));
+                let login = Login::new(
+                    store.clone(),
+                    Arc::clone(&sessions),
+                    hasher,
+                    login_config,
+                    config.sessions,
+                );
+                (Some(sessions), Some(login))
+            }
+        };
         Ok(Gateway {
             policy,
-            authenticator: Authenticator::new(store),
+            login,
+            authenticator: Authenticator::new(store, sessions),
             environment: config.policy.environment,
             routes: RouteTable::build(&config.routes, config.unknown_host_status)?,
             trusted: TrustedProxies::new(config.trusted_proxies.clone()),
@@ -161,7 +193,9 @@ async fn proxy<'g>(
             other => Reject::AmbiguousPath(other),
         },
     )?;
-    if path.as_str() == "/.portcullis" || path.as_str().starts_with(RESERVED_PREFIX) {
+    let reserved = path.as_str() == "/.portcullis" || path.as_str().starts_with(RESERVED_PREFIX);
+    let is_login_path = matches!(path.as_str(), LOGIN_PATH | LOGOUT_PATH);
+    if reserved && !(is_login_path && gateway.login.is_some()) {
         return reserved_endpoint(gateway, &path, meta);
     }
 
@@ -174,6 +208,14 @@ async fn proxy<'g>(
         request.uri().authority(),
         request.headers().get_all(header::HOST).iter(),
     )?;
+    if let (true, Some(login)) = (reserved, &gateway.login) {
+        let scheme = if conn.tls { "https" } else { "http" };
+        let origin = Origin {
+            client,
+            expected_origin: format!("{scheme}://{}", host.raw),
+        };
+        return Ok(login.handle(path.as_str(), request, &origin).await);
+    }
     let route = gateway.routes.lookup(&host.name, &path)?;
     *route_id = Some(&route.id);
     check_allowlists(client, route.allowlist.as_ref())?;
@@ -182,7 +224,8 @@ async fn proxy<'g>(
         let principal = gateway
             .authenticator
             .authenticate(request.headers(), route, time::OffsetDateTime::from(now))
-            .await?;
+            .await
+            .map_err(|reject| sign_in_instead(gateway, reject, &request, meta))?;
         let snapshot = gateway.policy.snapshot();
         let facts = RequestFacts {
             method: request.method(),
@@ -254,6 +297,28 @@ async fn proxy<'g>(
     let (mut parts, body) = response.into_parts();
     sanitize_response(&mut parts.headers);
     Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// A browser that is not signed in is sent to the sign-in page (and back afterwards)
+/// rather than shown an error; API clients keep the 401.
+fn sign_in_instead(
+    gateway: &Gateway,
+    reject: Reject,
+    request: &Request<Incoming>,
+    meta: &RequestMeta<'_>,
+) -> Reject {
+    let browser_read = meta.wants_html && matches!(*request.method(), Method::GET | Method::HEAD);
+    if !matches!(reject, Reject::Unauthenticated { .. }) || !browser_read || gateway.login.is_none()
+    {
+        return reject;
+    }
+    let return_to = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("rd", return_to)
+        .finish();
+    Reject::SignInRequired {
+        location: format!("{LOGIN_PATH}?{query}"),
+    }
 }
 
 /// Refuses framing a smuggling attack relies on: `Content-Length` together with

@@ -80,6 +80,12 @@ pub enum Reject {
         /// The route's Cedar resource entity.
         resource: String,
     },
+    /// A browser without a session: send it to sign in, then back.
+    #[error("sign-in required")]
+    SignInRequired {
+        /// The sign-in page with the return target.
+        location: String,
+    },
     /// The policy engine did not allow the request.
     #[error("denied by policy ({basis})")]
     Denied {
@@ -116,6 +122,7 @@ impl Reject {
             Reject::IpNotAllowed { .. } => "ip_not_allowed",
             Reject::Unauthenticated { .. } => "unauthenticated",
             Reject::Denied { .. } => "denied",
+            Reject::SignInRequired { .. } => "sign_in_required",
             Reject::UpstreamUnavailable(_) => "upstream_unavailable",
             Reject::UpstreamTimeout => "upstream_timeout",
             Reject::StoreUnavailable => "unavailable",
@@ -136,6 +143,7 @@ impl Reject {
             Reject::NoRoute { .. } | Reject::ReservedPath => StatusCode::NOT_FOUND,
             Reject::IpNotAllowed { .. } | Reject::Denied { .. } => StatusCode::FORBIDDEN,
             Reject::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Reject::SignInRequired { .. } => StatusCode::SEE_OTHER,
             Reject::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Reject::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reject::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -168,7 +176,13 @@ impl Reject {
             ),
         }
         let close = matches!(self, Reject::BadFraming(_));
-        error_response(status, code, request, close)
+        let mut response = error_response(status, code, request, close);
+        if let Reject::SignInRequired { location } = &self
+            && let Ok(location) = HeaderValue::from_str(location)
+        {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
     }
 }
 

@@ -1,0 +1,483 @@
+//! Browser login flows under `/.portcullis/`: password sign-in and sign-out.
+//!
+//! Forms are CSRF-protected (a `__Host-` cookie that must equal a hidden field, plus an
+//! `Origin` check), sign-out is a POST, the session id is always new at sign-in (no
+//! fixation), and failures are generic: an unknown email, a disabled account and a
+//! wrong password look and cost the same. Failed attempts are throttled per (account,
+//! client address) pair and per client address. The choice: locking an account for
+//! everyone would let anyone lock out anyone by guessing; keying on the pair means an
+//! attacker can only lock themselves out, and the per-address budget bounds spraying
+//! across accounts. Counters expire on their own after the window (the unlock path).
+
+pub mod pages;
+pub mod password;
+pub mod redirect;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use moka::future::Cache;
+use time::OffsetDateTime;
+
+use crate::config::LoginConfig;
+use crate::net::client_ip::ClientIp;
+use crate::proxy::Body;
+use crate::session::{self, Sessions, Timeouts};
+use crate::store::{AuthMethod, Store};
+use password::{PasswordHasher, Verified};
+
+/// The sign-in path.
+pub const LOGIN_PATH: &str = "/.portcullis/login";
+/// The sign-out path.
+pub const LOGOUT_PATH: &str = "/.portcullis/logout";
+/// The CSRF cookie's name.
+const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
+/// The largest form accepted.
+const MAX_FORM: usize = 16 * 1024;
+/// Failed attempts allowed per (account, address) in a window.
+const PAIR_LIMIT: u32 = 5;
+/// Failed attempts allowed per address in a window.
+const ADDRESS_LIMIT: u32 = 50;
+/// The throttling window.
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// What a login request needs to know about where it came from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The client address.
+    pub client: ClientIp,
+    /// `https://host[:port]` (or `http://…`) as this request reached the gateway.
+    pub expected_origin: String,
+}
+
+/// The login flows and their state.
+pub struct Login {
+    store: Store,
+    sessions: Arc<Sessions>,
+    hasher: PasswordHasher,
+    config: LoginConfig,
+    default_timeouts: Timeouts,
+    failures: Cache<String, Arc<AtomicU32>>,
+}
+
+impl Login {
+    /// Login flows for the configured organization and workspace.
+    pub fn new(
+        store: Store,
+        sessions: Arc<Sessions>,
+        hasher: PasswordHasher,
+        config: LoginConfig,
+        default_timeouts: Timeouts,
+    ) -> Login {
+        Login {
+            store,
+            sessions,
+            hasher,
+            config,
+            default_timeouts,
+            failures: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(WINDOW)
+                .build(),
+        }
+    }
+
+    /// Serves `/.portcullis/login` and `/.portcullis/logout`.
+    pub async fn handle(
+        &self,
+        path: &str,
+        request: Request<Incoming>,
+        origin: &Origin,
+    ) -> Response<Body> {
+        let method = request.method().clone();
+        match (path, &method) {
+            (LOGIN_PATH, &Method::GET) => {
+                let return_to = query_param(request.uri().query(), "rd");
+                let (csrf, set) = csrf_token(request.headers());
+                let return_to = redirect::return_target(return_to.as_deref());
+                with_csrf_cookie(
+                    pages::login(StatusCode::OK, &csrf, &return_to, "", None),
+                    set,
+                    &csrf,
+                )
+            }
+            (LOGOUT_PATH, &Method::GET) => {
+                let (csrf, set) = csrf_token(request.headers());
+                with_csrf_cookie(pages::logout(&csrf), set, &csrf)
+            }
+            (LOGIN_PATH | LOGOUT_PATH, &Method::POST) => {
+                let headers = request.headers().clone();
+                if let Err(response) = check_same_origin(&headers, origin) {
+                    return *response;
+                }
+                let form = match read_form(request).await {
+                    Ok(form) => form,
+                    Err(response) => return *response,
+                };
+                if !csrf_matches(&headers, form.get("csrf")) {
+                    tracing::info!(client.ip = %origin.client, "login form refused: CSRF token missing or wrong");
+                    return pages::message(
+                        StatusCode::FORBIDDEN,
+                        "Form expired",
+                        "Reload the page and try again.",
+                    );
+                }
+                if path == LOGIN_PATH {
+                    self.sign_in(&form, origin).await
+                } else {
+                    self.sign_out(&headers).await
+                }
+            }
+            _ => pages::message(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Not allowed",
+                "Use the form.",
+            ),
+        }
+    }
+
+    async fn sign_in(&self, form: &Form, origin: &Origin) -> Response<Body> {
+        let email = form.get("email").unwrap_or_default().trim().to_lowercase();
+        let password = form.get("password").unwrap_or_default();
+        let return_to = redirect::return_target(form.get("rd"));
+        let csrf = form.get("csrf").unwrap_or_default();
+        let pair_key = format!("{}|{email}", origin.client);
+        let address_key = origin.client.to_string();
+        if self.count(&pair_key).await >= PAIR_LIMIT
+            || self.count(&address_key).await >= ADDRESS_LIMIT
+        {
+            tracing::warn!(client.ip = %origin.client, "sign-in throttled");
+            return pages::login(
+                StatusCode::TOO_MANY_REQUESTS,
+                csrf,
+                &return_to,
+                &email,
+                Some("Too many attempts. Wait a few minutes and try again."),
+            );
+        }
+        let now = crate::clock::now_utc();
+        match self.check_password(&email, password, now).await {
+            Ok(Some(user)) => {
+                self.failures.invalidate(&pair_key).await;
+                match self.start_session(user, now).await {
+                    Ok(cookie) => {
+                        tracing::info!(user.id = %user, client.ip = %origin.client, "signed in");
+                        redirect_with_cookie(&return_to, session::set_cookie(&cookie))
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "could not start a session");
+                        pages::message(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Try again later",
+                            "Signing in is not possible right now.",
+                        )
+                    }
+                }
+            }
+            Ok(None) => {
+                self.record_failure(&pair_key).await;
+                self.record_failure(&address_key).await;
+                tracing::info!(client.ip = %origin.client, "sign-in failed");
+                pages::login(
+                    StatusCode::UNAUTHORIZED,
+                    csrf,
+                    &return_to,
+                    &email,
+                    Some("Invalid email or password."),
+                )
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "sign-in could not be checked");
+                pages::message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again later",
+                    "Signing in is not possible right now.",
+                )
+            }
+        }
+    }
+
+    /// The user id if `password` is right for an enabled account `email`. Unknown and
+    /// disabled accounts are verified against a fixed hash so they cost the same.
+    async fn check_password(
+        &self,
+        email: &str,
+        password: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<crate::store::UserId>, Box<dyn std::error::Error + Send + Sync>> {
+        let organization = self.config.organization;
+        let user = self
+            .store
+            .find_user_by_email(organization, email)
+            .await?
+            .filter(|user| !user.disabled);
+        let stored = match &user {
+            Some(user) => self.store.get_password(organization, user.id).await?,
+            None => None,
+        };
+        let verified = self
+            .hasher
+            .verify(stored.as_ref().map(|c| c.phc.as_str()), password)
+            .await?;
+        let (Some(user), true) = (user, verified != Verified::No) else {
+            return Ok(None);
+        };
+        if let Verified::YesRehashed(phc) = verified {
+            self.store
+                .set_password(organization, user.id, &phc, now)
+                .await?;
+            tracing::info!(user.id = %user.id, "password re-hashed with the current parameters");
+        }
+        Ok(Some(user.id))
+    }
+
+    async fn start_session(
+        &self,
+        user: crate::store::UserId,
+        now: OffsetDateTime,
+    ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        let organization = self
+            .store
+            .get_organization_settings(self.config.organization)
+            .await?;
+        let workspace = self
+            .store
+            .get_workspace_settings(self.config.workspace)
+            .await?;
+        let timeouts = Timeouts::strictest(
+            self.default_timeouts,
+            &[
+                (organization.idle_timeout, organization.absolute_lifetime),
+                (workspace.idle_timeout, workspace.absolute_lifetime),
+            ],
+        );
+        Ok(self
+            .sessions
+            .create(
+                self.config.workspace,
+                user,
+                timeouts,
+                AuthMethod::Password,
+                false,
+                now,
+            )
+            .await?)
+    }
+
+    async fn sign_out(&self, headers: &HeaderMap) -> Response<Body> {
+        if let Some((workspace, hash)) = session::presented(headers) {
+            match self
+                .sessions
+                .revoke(workspace, &hash, crate::clock::now_utc())
+                .await
+            {
+                Ok(_) => tracing::info!("signed out"),
+                Err(err) => {
+                    tracing::error!(error = %err, "could not revoke a session");
+                    return pages::message(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Try again later",
+                        "Signing out is not possible right now.",
+                    );
+                }
+            }
+        }
+        redirect_with_cookie(LOGIN_PATH, Some(session::clear_cookie()))
+    }
+
+    async fn count(&self, key: &str) -> u32 {
+        self.failures
+            .get(key)
+            .await
+            .map_or(0, |count| count.load(Ordering::Relaxed))
+    }
+
+    async fn record_failure(&self, key: &str) {
+        self.failures
+            .get_with(key.to_owned(), async { Arc::new(AtomicU32::new(0)) })
+            .await
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A parsed `application/x-www-form-urlencoded` body.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+async fn read_form(request: Request<Incoming>) -> Result<Form, Box<Response<Body>>> {
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value.split(';').next().is_some_and(|kind| {
+                kind.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !is_form {
+        return Err(Box::new(pages::message(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Not a form",
+            "Use the form.",
+        )));
+    }
+    let body: Bytes = match Limited::new(request.into_body(), MAX_FORM).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Err(Box::new(pages::message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Too large",
+                "The form is too large.",
+            )));
+        }
+    };
+    Ok(Form(form_urlencoded::parse(&body).into_owned().collect()))
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Refuses cross-site form posts: a present `Origin` must be this gateway's, and a
+/// browser that says the request is cross-site is believed.
+fn check_same_origin(headers: &HeaderMap, origin: &Origin) -> Result<(), Box<Response<Body>>> {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    let foreign_origin = headers.get(header::ORIGIN).is_some_and(|value| {
+        !value
+            .as_bytes()
+            .eq_ignore_ascii_case(origin.expected_origin.as_bytes())
+    });
+    if cross_site || foreign_origin {
+        tracing::info!(client.ip = %origin.client, "cross-site form post refused");
+        return Err(Box::new(pages::message(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form must be sent from this site.",
+        )));
+    }
+    Ok(())
+}
+
+/// The CSRF token the browser holds, or a new one (and whether to set it).
+fn csrf_token(headers: &HeaderMap) -> (String, bool) {
+    let mut existing = session::cookie_values(headers, CSRF_COOKIE);
+    match (existing.next(), existing.next()) {
+        (Some(value), None)
+            if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            (value.to_owned(), false)
+        }
+        _ => {
+            let bytes: [u8; 32] = rand::random();
+            let token = bytes
+                .iter()
+                .fold(String::with_capacity(64), |mut out, byte| {
+                    out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+                    out.push(char::from_digit(u32::from(byte & 0x0f), 16).unwrap_or('0'));
+                    out
+                });
+            (token, true)
+        }
+    }
+}
+
+fn csrf_matches(headers: &HeaderMap, field: Option<&str>) -> bool {
+    let mut cookies = session::cookie_values(headers, CSRF_COOKIE);
+    match (cookies.next(), cookies.next(), field) {
+        (Some(cookie), None, Some(field)) if !cookie.is_empty() => {
+            constant_time_eq(cookie.as_bytes(), field.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn with_csrf_cookie(mut response: Response<Body>, set: bool, csrf: &str) -> Response<Body> {
+    if set
+        && let Ok(value) = HeaderValue::from_str(&format!(
+            "{CSRF_COOKIE}={csrf}; Path=/; Secure; HttpOnly; SameSite=Strict"
+        ))
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn redirect_with_cookie(location: &str, cookie: Option<HeaderValue>) -> Response<Body> {
+    let mut response = Response::new(crate::proxy::full(""));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(location) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, header};
+
+    use super::{constant_time_eq, csrf_matches, csrf_token, query_param};
+
+    #[test]
+    fn csrf_requires_one_matching_cookie() {
+        let token = "a".repeat(64);
+        let mut headers = HeaderMap::new();
+        assert!(!csrf_matches(&headers, Some(&token)));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("__Host-portcullis-csrf={token}")).unwrap(),
+        );
+        assert!(csrf_matches(&headers, Some(&token)));
+        assert!(!csrf_matches(&headers, Some(&"b".repeat(64))));
+        assert!(!csrf_matches(&headers, None));
+        assert_eq!(csrf_token(&headers), (token.clone(), false));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-portcullis-csrf=other"),
+        );
+        assert!(
+            !csrf_matches(&headers, Some(&token)),
+            "two CSRF cookies: trust neither"
+        );
+        assert!(csrf_token(&headers).1, "a fresh token is issued");
+    }
+
+    #[test]
+    fn helpers() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert_eq!(
+            query_param(Some("a=1&rd=%2Fapp%3Fx%3D1"), "rd").as_deref(),
+            Some("/app?x=1")
+        );
+        assert_eq!(query_param(None, "rd"), None);
+    }
+}

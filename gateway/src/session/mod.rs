@@ -1,0 +1,332 @@
+//! Server-side sessions: an opaque id in a `__Host-` cookie, only its hash in the store.
+//!
+//! The cookie value is `<workspace>.<secret>`: the workspace (32 hex digits) lets the
+//! lookup be a workspace-scoped query, the secret is 256 random bits. Sessions are
+//! cached in memory (bounded), so a warm request does not touch the database: the
+//! record is re-read at most every few seconds (which is also how a revocation made by
+//! another process arrives), last-seen times are kept in memory and written back at
+//! most once a minute, and a logout on this instance drops the entry at once. Idle and
+//! absolute timeouts are checked on every request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, header};
+use moka::future::Cache;
+use time::OffsetDateTime;
+
+use crate::store::{
+    AuthMethod, NewSession, Session, SessionHash, Store, StoreError, UserId, WorkspaceId,
+};
+
+/// The session cookie's name. `__Host-` pins it to this host, `Secure` and `Path=/`.
+pub const COOKIE: &str = "__Host-portcullis";
+/// How long a cached session record is trusted before it is re-read.
+const RECHECK: Duration = Duration::from_secs(5);
+/// How many sessions the cache holds.
+const CAPACITY: u64 = 1_000_000;
+/// The longest a last-seen time stays only in memory.
+const TOUCH_EVERY: time::Duration = time::Duration::seconds(60);
+
+/// A freshly minted session id: the cookie value to send once, the hash to store.
+pub struct MintedSession {
+    /// The cookie value. Never logged.
+    pub cookie_value: String,
+    /// What the store keeps.
+    pub hash: SessionHash,
+}
+
+/// Makes a new session id for `workspace`.
+pub fn mint(workspace: WorkspaceId) -> MintedSession {
+    let secret: [u8; 32] = rand::random();
+    let mut cookie_value = workspace.simple();
+    cookie_value.push('.');
+    for byte in secret {
+        cookie_value.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+        cookie_value.push(char::from_digit(u32::from(byte & 0x0f), 16).unwrap_or('0'));
+    }
+    let hash = SessionHash::of(cookie_value.as_bytes());
+    MintedSession { cookie_value, hash }
+}
+
+/// The `Set-Cookie` value that hands a session to the browser.
+pub fn set_cookie(cookie_value: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={cookie_value}; Path=/; Secure; HttpOnly; SameSite=Lax"
+    ))
+    .ok()
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static(
+        "__Host-portcullis=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
+    )
+}
+
+/// The session a request presents: its workspace and the hash to look up. More than
+/// one session cookie (a sign of cookie tossing), or a malformed one, is none.
+pub fn presented(headers: &HeaderMap) -> Option<(WorkspaceId, SessionHash)> {
+    let mut values = cookie_values(headers, COOKIE);
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (workspace, secret) = value.split_once('.')?;
+    let hex_lower = |part: &str, len: usize| {
+        part.len() == len
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !hex_lower(workspace, 32) || !hex_lower(secret, 64) {
+        return None;
+    }
+    Some((workspace.parse().ok()?, SessionHash::of(value.as_bytes())))
+}
+
+/// Every value of cookie `name` across the request's `Cookie` headers.
+pub fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(move |pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
+        })
+}
+
+/// The store failed while sessions were being read or written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("session store: {0}")]
+pub struct SessionError(Arc<StoreError>);
+
+impl From<StoreError> for SessionError {
+    fn from(err: StoreError) -> SessionError {
+        SessionError(Arc::new(err))
+    }
+}
+
+/// A cached session and its in-memory last-seen time.
+struct Cached {
+    session: Session,
+    last_seen: AtomicI64,
+    last_written: AtomicI64,
+}
+
+/// Creates, finds and revokes sessions.
+pub struct Sessions {
+    store: Store,
+    cache: Cache<Vec<u8>, Option<Arc<Cached>>>,
+}
+
+impl Sessions {
+    /// Sessions kept in `store`.
+    pub fn new(store: Store) -> Sessions {
+        Sessions {
+            store,
+            cache: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(RECHECK)
+                .build(),
+        }
+    }
+
+    /// Starts a session; returns the cookie value to set.
+    pub async fn create(
+        &self,
+        workspace: WorkspaceId,
+        user: UserId,
+        timeouts: Timeouts,
+        auth_method: AuthMethod,
+        mfa_done: bool,
+        now: OffsetDateTime,
+    ) -> Result<String, SessionError> {
+        let minted = mint(workspace);
+        let new = NewSession {
+            hash: minted.hash,
+            user_id: user,
+            idle_timeout: timeouts.idle,
+            absolute_expiry: now + timeouts.absolute,
+            mfa_done,
+            auth_method,
+        };
+        self.store.insert_session(workspace, &new, now).await?;
+        Ok(minted.cookie_value)
+    }
+
+    /// The live session with this hash, if any. Refreshes its last-seen time.
+    pub async fn find(
+        &self,
+        workspace: WorkspaceId,
+        hash: &SessionHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError> {
+        let key = hash.as_bytes().to_vec();
+        let store = &self.store;
+        let lookup = hash.clone();
+        let cached = self
+            .cache
+            .try_get_with(key, async move {
+                let found = store.get_session(workspace, &lookup).await?;
+                Ok::<_, StoreError>(found.map(|session| {
+                    let seen = session.last_seen_at.unix_timestamp();
+                    Arc::new(Cached {
+                        session,
+                        last_seen: AtomicI64::new(seen),
+                        last_written: AtomicI64::new(seen),
+                    })
+                }))
+            })
+            .await
+            .map_err(SessionError)?;
+        let Some(cached) = cached else {
+            return Ok(None);
+        };
+        let mut session = cached.session.clone();
+        let seen = cached.last_seen.load(Ordering::Relaxed);
+        if let Ok(seen) = OffsetDateTime::from_unix_timestamp(seen) {
+            session.last_seen_at = session.last_seen_at.max(seen);
+        }
+        if !session.is_active(now) {
+            return Ok(None);
+        }
+        cached
+            .last_seen
+            .fetch_max(now.unix_timestamp(), Ordering::Relaxed);
+        let written = cached.last_written.load(Ordering::Relaxed);
+        let interval = TOUCH_EVERY.min(session.idle_timeout / 4).whole_seconds();
+        if now.unix_timestamp() - written >= interval
+            && cached
+                .last_written
+                .compare_exchange(
+                    written,
+                    now.unix_timestamp(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            let store = self.store.clone();
+            let hash = hash.clone();
+            tokio::spawn(async move {
+                if let Err(err) = store.touch_session(workspace, &hash, now).await {
+                    tracing::warn!(error = %err, "could not record session activity");
+                }
+            });
+        }
+        Ok(Some(session))
+    }
+
+    /// Revokes the session with this hash; later requests on this instance fail at once.
+    pub async fn revoke(
+        &self,
+        workspace: WorkspaceId,
+        hash: &SessionHash,
+        now: OffsetDateTime,
+    ) -> Result<bool, SessionError> {
+        let revoked = self.store.revoke_session(workspace, hash, now).await?;
+        self.cache.invalidate(hash.as_bytes()).await;
+        Ok(revoked)
+    }
+}
+
+/// A session's idle timeout and absolute lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Ends after this long without a request.
+    pub idle: time::Duration,
+    /// Ends this long after login, whatever the activity.
+    pub absolute: time::Duration,
+}
+
+impl Timeouts {
+    /// The strictest of the given levels (deployment default, organization, workspace,
+    /// user): a level can shorten the timeouts, never lengthen them.
+    pub fn strictest(
+        default: Timeouts,
+        levels: &[(Option<time::Duration>, Option<time::Duration>)],
+    ) -> Timeouts {
+        levels
+            .iter()
+            .fold(default, |acc, (idle, absolute)| Timeouts {
+                idle: idle.map_or(acc.idle, |idle| acc.idle.min(idle)),
+                absolute: absolute.map_or(acc.absolute, |absolute| acc.absolute.min(absolute)),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, header};
+    use time::Duration;
+
+    use super::{Timeouts, mint, presented};
+
+    fn headers(cookies: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for cookie in cookies {
+            map.append(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn cookie_round_trip_and_refusals() {
+        let workspace = "0192f3c4-0000-7000-8000-000000000001".parse().unwrap();
+        let minted = mint(workspace);
+        let cookie = format!("theme=dark; __Host-portcullis={}", minted.cookie_value);
+        let (found_workspace, hash) = presented(&headers(&[&cookie])).unwrap();
+        assert_eq!((found_workspace, hash), (workspace, minted.hash));
+        // Two session cookies (one tossed in from a sibling domain): trust neither.
+        let tossed = format!(
+            "__Host-portcullis={}; __Host-portcullis={}",
+            minted.cookie_value,
+            mint(workspace).cookie_value
+        );
+        assert!(presented(&headers(&[&tossed])).is_none());
+        let split = [
+            format!("__Host-portcullis={}", minted.cookie_value),
+            "__Host-portcullis=x".to_owned(),
+        ];
+        assert!(presented(&headers(&[&split[0], &split[1]])).is_none());
+        for bad in [
+            "__Host-portcullis=",
+            "__Host-portcullis=abc.def",
+            "portcullis=whatever",
+            "__host-portcullis=x",
+        ] {
+            assert!(presented(&headers(&[bad])).is_none(), "{bad}");
+        }
+        assert!(presented(&headers(&[&cookie.to_uppercase()])).is_none());
+    }
+
+    #[test]
+    fn strictest_timeouts_win() {
+        let default = Timeouts {
+            idle: Duration::minutes(30),
+            absolute: Duration::hours(12),
+        };
+        let resolved = Timeouts::strictest(
+            default,
+            &[
+                (Some(Duration::minutes(15)), None),
+                (Some(Duration::hours(1)), Some(Duration::hours(8))),
+                (None, None),
+            ],
+        );
+        assert_eq!(
+            resolved,
+            Timeouts {
+                idle: Duration::minutes(15),
+                absolute: Duration::hours(8)
+            }
+        );
+    }
+}

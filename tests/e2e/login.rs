@@ -1,0 +1,329 @@
+//! Browser sign-in end to end: redirect to the form, CSRF, generic failures,
+//! throttling, session cookie, identity to the upstream, sign-out, fixation and open
+//! redirects. Cookies are handled by hand so every attribute is visible.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use crate::support::{
+    EchoUpstream, Gateway, RawResponse, Setup, header_values, raw_exchange, raw_get, route,
+};
+
+const PASSWORD: &str = "tangerine orbit under glass";
+
+fn set_cookies(response: &RawResponse) -> Vec<String> {
+    response
+        .head
+        .lines()
+        .filter_map(|line| line.strip_prefix("set-cookie: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn cookie_value(response: &RawResponse, name: &str) -> Option<String> {
+    set_cookies(response).iter().find_map(|cookie| {
+        let pair = cookie.split(';').next()?;
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| value.to_owned())
+    })
+}
+
+fn location(response: &RawResponse) -> Option<String> {
+    response
+        .head
+        .lines()
+        .find_map(|line| line.strip_prefix("location: "))
+        .map(str::to_owned)
+}
+
+fn hidden_field(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker).unwrap() + marker.len();
+    body[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn post_form(
+    gateway: &Gateway,
+    path: &str,
+    cookies: &str,
+    extra: &[&str],
+    fields: &[(&str, &str)],
+) -> RawResponse {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !cookies.is_empty() {
+        request.push_str(&format!("Cookie: {cookies}\r\n"));
+    }
+    for line in extra {
+        request.push_str(line);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    raw_exchange(gateway.addr, request.as_bytes()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_sign_in_and_out() {
+    let upstream = EchoUpstream::start().await;
+    let prepared = Gateway::prepare(Setup {
+        policy: "bindings = \"bindings.json\"\nenvironment = \"dev\"".into(),
+        // Cheap hashing for tests only; production keeps the OWASP default.
+        extra: "[passwords]\nmemory_kib = 64\niterations = 1\n".into(),
+        routes: route("app", "*", "/", &upstream.url(), "").replace(
+            "access = \"public\"",
+            "access = \"protected\"\nresource = 'App::\"app\"'",
+        ),
+        ..Setup::default()
+    });
+    let organization = prepared.cli(&["org", "create", "acme"]);
+    let workspace = prepared.cli(&[
+        "workspace",
+        "create",
+        "--organization",
+        &organization,
+        "web",
+        "--environment",
+        "dev",
+    ]);
+    let user = prepared.cli(&[
+        "user",
+        "add",
+        "--organization",
+        &organization,
+        "Olga@Acme.test",
+    ]);
+    let mut passwd = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["user", "--config"])
+        .arg(&prepared.config)
+        .args(["passwd", "--organization", &organization, "olga@acme.test"])
+        .env("PORTCULLIS_LOG", "warn")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(passwd.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    assert!(passwd.wait().unwrap().success());
+    std::fs::write(
+        prepared.dir.path().join("bindings.json"),
+        format!(
+            "{{\"entities\": [{{\"type\": \"App\", \"id\": \"app\"}}], \"bindings\": [\
+             {{\"user\": \"{user}\", \"role\": \"operator\", \"scope\": {{\"type\": \"App\", \"id\": \"app\"}}}}]}}"
+        ),
+    )
+    .unwrap();
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&prepared.config)
+        .unwrap();
+    writeln!(
+        config,
+        "\n[login]\norganization = \"{organization}\"\nworkspace = \"{workspace}\""
+    )
+    .unwrap();
+    let gateway = prepared.start().await;
+
+    // A browser without a session goes to the form and will come back; an API client
+    // gets 401.
+    let page = raw_get(
+        gateway.addr,
+        "app.test",
+        "/reports?q=1",
+        &["Accept: text/html"],
+    )
+    .await;
+    assert_eq!(page.status, 303);
+    assert_eq!(
+        location(&page).as_deref(),
+        Some("/.portcullis/login?rd=%2Freports%3Fq%3D1")
+    );
+    assert_eq!(
+        raw_get(gateway.addr, "app.test", "/reports", &[])
+            .await
+            .status,
+        401
+    );
+
+    let form = raw_get(
+        gateway.addr,
+        "app.test",
+        "/.portcullis/login?rd=%2Freports%3Fq%3D1",
+        &[],
+    )
+    .await;
+    assert_eq!(form.status, 200);
+    let csrf = cookie_value(&form, "__Host-portcullis-csrf").unwrap();
+    assert_eq!(hidden_field(&form.body, "csrf"), csrf);
+    assert_eq!(hidden_field(&form.body, "rd"), "/reports?q=1");
+    assert!(set_cookies(&form)[0].contains("Secure; HttpOnly; SameSite=Strict"));
+    let csrf_cookie = format!("__Host-portcullis-csrf={csrf}");
+    let fields = |password: &'static str, rd: &'static str| {
+        vec![
+            ("email", "olga@acme.test"),
+            ("password", password),
+            ("csrf", ""),
+            ("rd", rd),
+        ]
+    };
+    let with_csrf = |mut fields: Vec<(&'static str, &'static str)>, csrf: &'static str| {
+        fields[2] = ("csrf", csrf);
+        fields
+    };
+    let csrf_static: &'static str = Box::leak(csrf.clone().into_boxed_str());
+
+    // CSRF: no cookie, a wrong token, a foreign Origin — all refused before any check.
+    let no_cookie = post_form(
+        &gateway,
+        "/.portcullis/login",
+        "",
+        &[],
+        &with_csrf(fields(PASSWORD, "/"), csrf_static),
+    )
+    .await;
+    assert_eq!(no_cookie.status, 403);
+    let wrong = post_form(
+        &gateway,
+        "/.portcullis/login",
+        &csrf_cookie,
+        &[],
+        &with_csrf(fields(PASSWORD, "/"), "f00"),
+    )
+    .await;
+    assert_eq!(wrong.status, 403);
+    let foreign = post_form(
+        &gateway,
+        "/.portcullis/login",
+        &csrf_cookie,
+        &["Origin: https://evil.test"],
+        &with_csrf(fields(PASSWORD, "/"), csrf_static),
+    )
+    .await;
+    assert_eq!(foreign.status, 403);
+
+    // Wrong password and unknown user: the same generic answer, no session.
+    let bad = post_form(
+        &gateway,
+        "/.portcullis/login",
+        &csrf_cookie,
+        &[],
+        &with_csrf(fields("not the password at all", "/"), csrf_static),
+    )
+    .await;
+    assert_eq!(bad.status, 401);
+    assert!(bad.body.contains("Invalid email or password."));
+    assert!(cookie_value(&bad, "__Host-portcullis").is_none());
+    let unknown_fields = vec![
+        ("email", "nobody@acme.test"),
+        ("password", PASSWORD),
+        ("csrf", csrf_static),
+        ("rd", "/"),
+    ];
+    let unknown = post_form(
+        &gateway,
+        "/.portcullis/login",
+        &csrf_cookie,
+        &[],
+        &unknown_fields,
+    )
+    .await;
+    assert_eq!(unknown.status, 401);
+    assert!(unknown.body.contains("Invalid email or password."));
+
+    // The right password, with a session id planted beforehand (fixation attempt) and an
+    // open-redirect target: a fresh id is issued and the user lands on `/`.
+    let planted = format!(
+        "__Host-portcullis={}.{}",
+        workspace.replace('-', ""),
+        "a".repeat(64)
+    );
+    let cookies = format!("{csrf_cookie}; {planted}");
+    let signed_in = post_form(
+        &gateway,
+        "/.portcullis/login",
+        &cookies,
+        &["Origin: http://app.test"],
+        &with_csrf(fields(PASSWORD, "//evil.test/x"), csrf_static),
+    )
+    .await;
+    assert_eq!(signed_in.status, 303, "{signed_in:?}");
+    assert_eq!(location(&signed_in).as_deref(), Some("/"));
+    let session = cookie_value(&signed_in, "__Host-portcullis").unwrap();
+    assert_ne!(format!("__Host-portcullis={session}"), planted);
+    let attributes = set_cookies(&signed_in).join("\n");
+    assert!(
+        attributes.contains("Path=/; Secure; HttpOnly; SameSite=Lax"),
+        "{attributes}"
+    );
+
+    // Signed in: the upstream learns who, and never sees the gateway's cookies.
+    let session_cookie = format!("__Host-portcullis={session}; theme=dark; {csrf_cookie}");
+    let cookie_header = format!("Cookie: {session_cookie}");
+    let ok = raw_get(gateway.addr, "app.test", "/reports", &[&cookie_header]).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let seen = upstream.seen();
+    let headers = &seen.last().unwrap().headers;
+    assert_eq!(header_values(headers, "x-portcullis-user"), [user.as_str()]);
+    assert_eq!(
+        header_values(headers, "x-portcullis-auth-method"),
+        ["password"]
+    );
+    assert_eq!(header_values(headers, "cookie"), ["theme=dark"]);
+
+    // Sign-out is a POST with the CSRF token; afterwards the session is dead.
+    let confirm = raw_get(
+        gateway.addr,
+        "app.test",
+        "/.portcullis/logout",
+        &[&cookie_header],
+    )
+    .await;
+    assert_eq!(confirm.status, 200);
+    let out = post_form(
+        &gateway,
+        "/.portcullis/logout",
+        &session_cookie,
+        &[],
+        &[("csrf", csrf_static)],
+    )
+    .await;
+    assert_eq!(out.status, 303);
+    assert!(
+        set_cookies(&out)
+            .iter()
+            .any(|c| c.starts_with("__Host-portcullis=;") && c.contains("Max-Age=0"))
+    );
+    assert_eq!(
+        raw_get(gateway.addr, "app.test", "/reports", &[&cookie_header])
+            .await
+            .status,
+        401
+    );
+
+    // Throttling: after five failures from this address for this account, even the
+    // right password waits.
+    for _ in 0..5 {
+        let failed = post_form(
+            &gateway,
+            "/.portcullis/login",
+            &csrf_cookie,
+            &[],
+            &with_csrf(fields("not the password at all", "/"), csrf_static),
+        )
+        .await;
+        assert_eq!(failed.status, 401);
+    }
+    let throttled = post_form(
+        &gateway,
+        "/.portcullis/login",
+        &csrf_cookie,
+        &[],
+        &with_csrf(fields(PASSWORD, "/"), csrf_static),
+    )
+    .await;
+    assert_eq!(throttled.status, 429);
+    assert!(cookie_value(&throttled, "__Host-portcullis").is_none());
+}
