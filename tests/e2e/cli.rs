@@ -86,9 +86,24 @@ async fn demo_serves_a_page_with_one_command() {
             &format!("127.0.0.1:{port}"),
         ])
         .env("PORTCULLIS_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // The first run prints the demo admin's password once.
+    let stdout = child.stdout.take().unwrap();
+    let (found, password) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        // Read to the end, so the demo never writes into a closed pipe.
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some((_, secret)) = line.split_once("with password: ") {
+                let _ = found.send(secret.to_owned());
+            }
+        }
+    });
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut page = None;
     for _ in 0..300 {
@@ -98,10 +113,57 @@ async fn demo_serves_a_page_with_one_command() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let admin = raw_get(addr, "localhost", "/admin", &[]).await;
+    let admin_api = raw_get(addr, "localhost", "/admin", &[]).await;
+    let admin_browser = raw_get(addr, "localhost", "/admin", &["Accept: text/html"]).await;
     let internal = raw_get(addr, "localhost", "/internal", &[]).await;
+    let password = password
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the demo printed no password");
+
+    // Sign in as the demo admin and reach the protected route.
+    let form = raw_get(addr, "localhost", "/.portcullis/login", &[]).await;
+    let csrf = form
+        .head
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: __Host-portcullis-csrf="))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_owned();
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("email", "admin@demo.test"),
+            ("password", password.as_str()),
+            ("csrf", csrf.as_str()),
+            ("rd", "/admin"),
+        ])
+        .finish();
+    let request = format!(
+        "POST /.portcullis/login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nCookie: __Host-portcullis-csrf={csrf}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let signed_in = crate::support::raw_exchange(addr, request.as_bytes()).await;
+    let session = signed_in
+        .head
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: __Host-portcullis="))
+        .and_then(|rest| rest.split(';').next())
+        .map(str::to_owned);
+    let admin_signed_in = match &session {
+        Some(session) => Some(
+            raw_get(
+                addr,
+                "localhost",
+                "/admin",
+                &[&format!("Cookie: __Host-portcullis={session}")],
+            )
+            .await,
+        ),
+        None => None,
+    };
     let _ = child.kill();
     let _ = child.wait();
+
     let page = page.expect("demo never listened");
     assert_eq!(page.status, 200);
     assert!(
@@ -110,8 +172,13 @@ async fn demo_serves_a_page_with_one_command() {
         page.body
     );
     assert!(page.body.contains("x-forwarded-for"));
-    assert_eq!(admin.status, 401);
+    assert_eq!(admin_api.status, 401);
+    assert_eq!(admin_browser.status, 303);
     assert_eq!(internal.status, 200);
+    assert_eq!(signed_in.status, 303, "{signed_in:?}");
+    let admin = admin_signed_in.expect("no session cookie after sign-in");
+    assert_eq!(admin.status, 200, "{admin:?}");
+    assert!(admin.body.contains("x-portcullis-user"), "{}", admin.body);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(data_dir.join("main.key"))
         .unwrap()

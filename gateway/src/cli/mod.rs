@@ -38,32 +38,32 @@ enum Command {
     /// Organizations: create.
     Org {
         /// The TOML configuration file (names the store).
-        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
-        config: PathBuf,
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+        config: Option<PathBuf>,
         #[command(subcommand)]
         command: admin::OrgCommand,
     },
     /// Workspaces: create.
     Workspace {
         /// The TOML configuration file (names the store).
-        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
-        config: PathBuf,
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+        config: Option<PathBuf>,
         #[command(subcommand)]
         command: admin::WorkspaceCommand,
     },
     /// Users: add.
     User {
         /// The TOML configuration file (names the store).
-        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
-        config: PathBuf,
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+        config: Option<PathBuf>,
         #[command(subcommand)]
         command: admin::UserCommand,
     },
     /// API tokens for machine clients: create, list, revoke.
     Token {
         /// The TOML configuration file (names the store).
-        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
-        config: PathBuf,
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+        config: Option<PathBuf>,
         #[command(subcommand)]
         command: admin::TokenCommand,
     },
@@ -103,17 +103,29 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy { command } => policy::run(command),
-        Command::Org { config, command } => runtime()?.block_on(admin::org(&config, command)),
-        Command::Workspace { config, command } => {
-            runtime()?.block_on(admin::workspace(&config, command))
+        Command::Org { config, command } => {
+            runtime()?.block_on(admin::org(&required(config)?, command))
         }
-        Command::User { config, command } => runtime()?.block_on(admin::user(&config, command)),
-        Command::Token { config, command } => runtime()?.block_on(admin::token(&config, command)),
+        Command::Workspace { config, command } => {
+            runtime()?.block_on(admin::workspace(&required(config)?, command))
+        }
+        Command::User { config, command } => {
+            runtime()?.block_on(admin::user(&required(config)?, command))
+        }
+        Command::Token { config, command } => {
+            runtime()?.block_on(admin::token(&required(config)?, command))
+        }
         Command::Demo { data_dir, listen } => {
             runtime()?.block_on(demo::run(&data_dir, listen))?;
             Ok(())
         }
     }
+}
+
+/// The `--config` an admin command needs (optional to clap only so it can follow the
+/// subcommand).
+fn required(config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    config.context("--config FILE (or PORTCULLIS_CONFIG) is required: it names the store")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
