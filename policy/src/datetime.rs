@@ -4,8 +4,22 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Formats `time` for Cedar's `datetime(...)`, or `None` before 1970.
+/// Seconds from 1970-01-01 to 10000-01-01.
+const YEAR_10000: u64 = 253_402_300_800;
+
+/// Whether Cedar's `datetime(...)` can represent `time`: the years 1970 to
+/// 9999 (Cedar reads exactly four year digits).
+pub(crate) fn in_cedar_range(time: SystemTime) -> bool {
+    time.duration_since(UNIX_EPOCH)
+        .is_ok_and(|since_epoch| since_epoch.as_secs() < YEAR_10000)
+}
+
+/// Formats `time` for Cedar's `datetime(...)`, or `None` when
+/// [`in_cedar_range`] is false.
 pub(crate) fn format_utc(time: SystemTime) -> Option<String> {
+    if !in_cedar_range(time) {
+        return None;
+    }
     let since_epoch = time.duration_since(UNIX_EPOCH).ok()?;
     let seconds = i64::try_from(since_epoch.as_secs()).ok()?;
     let days = seconds.div_euclid(86_400);
@@ -109,6 +123,7 @@ mod tests {
             "2000-02-29T23:59:59.999Z",
             "2026-11-22T10:15:00.000Z",
             "2100-03-01T00:00:00.001Z",
+            "9999-12-31T23:59:59.999Z",
         ] {
             let parsed = parse_utc(text);
             assert_eq!(parsed.and_then(format_utc).as_deref(), Some(text));
@@ -118,6 +133,17 @@ mod tests {
                 .and_then(format_utc)
                 .as_deref(),
             Some("2026-11-22T10:15:00.000Z")
+        );
+        let after_9999 =
+            parse_utc("9999-12-31T23:59:59Z").map(|time| time + Duration::from_secs(1));
+        assert_eq!(after_9999.and_then(format_utc), None);
+        assert_eq!(format_utc(UNIX_EPOCH - Duration::from_secs(1)), None);
+        assert_eq!(
+            UNIX_EPOCH
+                .checked_add(Duration::from_secs(YEAR_10000 - 1))
+                .and_then(format_utc)
+                .as_deref(),
+            Some("9999-12-31T23:59:59.000Z")
         );
     }
 

@@ -6,6 +6,12 @@
 //! policies whose action scope can match the action (precomputed per action at
 //! load), so the cost does not grow with the number of role bindings. Any
 //! evaluation error denies.
+//!
+//! Of that world it hands Cedar only what those policies can observe
+//! (see [`observe`]): the context fields they read, and the entities and
+//! ancestors they can look up. Building Cedar values (the transitive closure
+//! of the entities, extension values such as `ip(...)`) is most of the cost of
+//! a decision, and what no policy can observe cannot change it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,11 +22,14 @@ use cedar_policy::{
 use serde::Serialize;
 
 use crate::bundle::Bundle;
-use crate::datetime::format_utc;
+use crate::datetime::{format_utc, in_cedar_range};
 use crate::directory::{Directory, EntityRef, Parent, RoleBinding};
+use crate::engine::observe::{ContextReads, Field, Literals};
 use crate::explain::Explanation;
 use crate::request::{Request, RequestContext};
 use crate::revision::Revision;
+
+mod observe;
 
 /// The deepest resource hierarchy the engine follows; deeper means a data error.
 const MAX_DEPTH: usize = 32;
@@ -188,18 +197,27 @@ pub(crate) struct Compiled {
     authorizer: Authorizer,
     entity_types: HashMap<String, EntityTypeName>,
     user_type: EntityTypeName,
+    user_type_name: String,
     role_type: EntityTypeName,
+    role_type_name: String,
     actions: HashMap<String, ActionSlice>,
 }
 
-/// One action: its entity (with its groups as ancestors) and the policies
-/// whose action scope can match it.
+/// One action: the policies whose action scope can match it, and what those
+/// policies can observe of a request.
 #[derive(Debug)]
 struct ActionSlice {
     uid: EntityUid,
     resource_types: Vec<String>,
-    entity: Entity,
+    /// Just the action entity, with those of its groups the policies name as
+    /// ancestors; each request adds its entities to a copy (paying the
+    /// transitive closure for those only).
+    entities: Entities,
     policies: PolicySet,
+    /// The context fields the policies read.
+    context: ContextReads,
+    /// The entities the policies name.
+    literals: Literals,
 }
 
 impl Compiled {
@@ -223,14 +241,16 @@ impl Compiled {
             .map_err(|error| format!("error: {error}"))?;
         let mut actions = HashMap::new();
         for uid in schema.actions() {
-            let Some(entity) = action_entities.get(uid) else {
+            if action_entities.get(uid).is_none() {
                 continue;
-            };
+            }
             let ancestors: HashSet<&EntityUid> = action_entities
                 .ancestors(uid)
                 .map(Iterator::collect)
                 .unwrap_or_default();
             let mut slice = PolicySet::new();
+            let mut context = ContextReads::NONE;
+            let mut literals = Literals::default();
             for policy in policies.policies() {
                 let matches = match policy.action_constraint() {
                     ActionConstraint::Any => true,
@@ -240,11 +260,18 @@ impl Compiled {
                         .any(|action| action == uid || ancestors.contains(action)),
                 };
                 if matches {
+                    context = context.union(ContextReads::of_policy(policy));
+                    literals.add_policy(policy);
                     slice
                         .add(policy.clone())
                         .map_err(|error| format!("error: {error}"))?;
                 }
             }
+            let groups: HashSet<EntityUid> = ancestors
+                .into_iter()
+                .filter(|group| literals.contains_uid(group))
+                .cloned()
+                .collect();
             let name = uid.id().unescaped().to_string();
             let mut resource_types: Vec<String> = schema
                 .resources_for_action(uid)
@@ -254,8 +281,14 @@ impl Compiled {
             let slice = ActionSlice {
                 uid: uid.clone(),
                 resource_types,
-                entity: entity.clone(),
+                entities: Entities::from_entities(
+                    [Entity::new_no_attrs(uid.clone(), groups)],
+                    None,
+                )
+                .map_err(|error| format!("error: {error}"))?,
                 policies: slice,
+                context,
+                literals,
             };
             check_context_shape(schema, &user_type, &slice)?;
             actions.insert(name, slice);
@@ -263,7 +296,9 @@ impl Compiled {
         Ok(Compiled {
             authorizer: Authorizer::new(),
             entity_types,
+            user_type_name: user_type.to_string(),
             user_type,
+            role_type_name: role_type.to_string(),
             role_type,
             actions,
         })
@@ -277,16 +312,12 @@ impl Compiled {
             .map(|(name, slice)| (name.as_str(), slice.resource_types.as_slice()))
     }
 
-    fn uid(&self, entity: &EntityRef) -> Result<EntityUid, EvalError> {
-        let Some(type_name) = self.entity_types.get(&entity.kind) else {
-            return Err(EvalError::InvalidRequest {
+    fn type_name(&self, entity: &EntityRef) -> Result<&EntityTypeName, EvalError> {
+        self.entity_types
+            .get(&entity.kind)
+            .ok_or_else(|| EvalError::InvalidRequest {
                 message: format!("unknown entity type `{}`", entity.kind),
-            });
-        };
-        Ok(EntityUid::from_type_name_and_id(
-            type_name.clone(),
-            EntityId::new(&entity.id),
-        ))
+            })
     }
 }
 
@@ -316,7 +347,7 @@ fn check_context_shape(
         EntityUid::from_type_name_and_id(user_type.clone(), EntityId::new("probe")),
         action.uid.clone(),
         EntityUid::from_type_name_and_id(resource_type, EntityId::new("probe")),
-        cedar_context(&context).map_err(|error| format!("error: {error}"))?,
+        cedar_context(&context, ContextReads::all()).map_err(|error| format!("error: {error}"))?,
         Some(schema),
     );
     match probe {
@@ -431,6 +462,12 @@ fn ancestor_chain<'a>(
 /// the evaluation): the resource type was checked against the action, the
 /// principal is always a `User`, and [`Compiled::new`] checked once that the
 /// schema accepts this context shape for every action.
+///
+/// Only what the action's policies can observe is built: an entity is looked
+/// up only if it is the principal, the action, the resource or named in a
+/// policy, so the entities are the principal (a member of the bound roles the
+/// policies name), the action, the resource and the named entities on its
+/// chain, each with its observable ancestors (already transitively closed).
 fn prepare(
     compiled: &Compiled,
     request: &Request,
@@ -439,75 +476,95 @@ fn prepare(
     action: &ActionSlice,
 ) -> Result<(cedar_policy::Request, Entities), EvalError> {
     let invalid = |message: String| EvalError::InvalidRequest { message };
+    let observable = |entity: &EntityRef| {
+        action.literals.contains(entity)
+            || *entity == request.resource
+            || (entity.kind == compiled.user_type_name && entity.id == request.principal)
+    };
     let principal = EntityUid::from_type_name_and_id(
         compiled.user_type.clone(),
         EntityId::new(&request.principal),
     );
-    let roles: HashSet<EntityUid> = bindings
-        .iter()
-        .map(|binding| {
-            EntityUid::from_type_name_and_id(
+    let mut roles = HashSet::new();
+    for binding in bindings {
+        let role = EntityRef::new(compiled.role_type_name.clone(), binding.role.clone());
+        if observable(&role) {
+            roles.insert(EntityUid::from_type_name_and_id(
                 compiled.role_type.clone(),
                 EntityId::new(&binding.role),
-            )
-        })
-        .collect();
-    let mut entities = Vec::with_capacity(chain.len() + 2);
-    entities.push(Entity::new_no_attrs(principal.clone(), roles));
-    entities.push(action.entity.clone());
-    let mut chain_uids = Vec::with_capacity(chain.len());
-    for entity in chain {
-        chain_uids.push(compiled.uid(entity)?);
+            ));
+        }
     }
-    let resource = chain_uids
+    let mut entities = Vec::with_capacity(2);
+    entities.push(Entity::new_no_attrs(principal.clone(), roles));
+    let mut observed = Vec::with_capacity(chain.len());
+    for (index, entity) in chain.iter().enumerate() {
+        let type_name = compiled.type_name(entity)?;
+        if index == 0 || observable(entity) {
+            observed.push(EntityUid::from_type_name_and_id(
+                type_name.clone(),
+                EntityId::new(&entity.id),
+            ));
+        }
+    }
+    let resource = observed
         .first()
         .cloned()
         .ok_or_else(|| invalid("empty resource chain".to_string()))?;
-    for (index, uid) in chain_uids.iter().enumerate() {
-        let parents: HashSet<EntityUid> = chain_uids.get(index + 1).cloned().into_iter().collect();
-        entities.push(Entity::new_no_attrs(uid.clone(), parents));
+    for (position, uid) in observed.iter().enumerate() {
+        let ancestors: HashSet<EntityUid> = observed.iter().skip(position + 1).cloned().collect();
+        entities.push(Entity::new_no_attrs(uid.clone(), ancestors));
     }
-    let entities =
-        Entities::from_entities(entities, None).map_err(|error| invalid(error.to_string()))?;
+    let entities = action
+        .entities
+        .clone()
+        .add_entities(entities, None)
+        .map_err(|error| invalid(error.to_string()))?;
 
-    let context = cedar_context(&request.context)?;
+    let context = cedar_context(&request.context, action.context)?;
     let cedar_request =
         cedar_policy::Request::new(principal, action.uid.clone(), resource, context, None)
             .map_err(|error| invalid(error.to_string()))?;
     Ok((cedar_request, entities))
 }
 
-/// The Cedar context of a request.
-fn cedar_context(context: &RequestContext) -> Result<Context, EvalError> {
-    let invalid = |message: String| EvalError::InvalidRequest { message };
-    let time = format_utc(context.time)
-        .ok_or_else(|| invalid("request time is before 1970".to_string()))?;
-    let session_age = i64::try_from(context.session_age_seconds).unwrap_or(i64::MAX);
-    Context::from_pairs([
-        (
-            "ip".to_string(),
-            RestrictedExpression::new_ip(context.ip.to_canonical().to_string()),
-        ),
-        (
-            "mfa".to_string(),
-            RestrictedExpression::new_bool(context.mfa),
-        ),
-        (
-            "authMethod".to_string(),
-            RestrictedExpression::new_string(context.auth_method.clone()),
-        ),
-        (
-            "sessionAgeSeconds".to_string(),
-            RestrictedExpression::new_long(session_age),
-        ),
-        (
-            "environment".to_string(),
-            RestrictedExpression::new_string(context.environment.as_str().to_string()),
-        ),
-        ("time".to_string(), RestrictedExpression::new_datetime(time)),
-    ])
-    .map_err(|error| invalid(error.to_string()))
+/// The Cedar context of a request, with the fields in `reads`.
+///
+/// The request time is checked whether or not a policy reads it.
+fn cedar_context(context: &RequestContext, reads: ContextReads) -> Result<Context, EvalError> {
+    let out_of_range = || EvalError::InvalidRequest {
+        message: "request time is before 1970 or after 9999".to_string(),
+    };
+    if !in_cedar_range(context.time) {
+        return Err(out_of_range());
+    }
+    let mut pairs = Vec::with_capacity(Field::ALL.len());
+    for field in Field::ALL {
+        if !reads.contains(field) {
+            continue;
+        }
+        let value = match field {
+            Field::Ip => RestrictedExpression::new_ip(context.ip.to_canonical().to_string()),
+            Field::Mfa => RestrictedExpression::new_bool(context.mfa),
+            Field::AuthMethod => RestrictedExpression::new_string(context.auth_method.clone()),
+            Field::SessionAgeSeconds => RestrictedExpression::new_long(
+                i64::try_from(context.session_age_seconds).unwrap_or(i64::MAX),
+            ),
+            Field::Environment => {
+                RestrictedExpression::new_string(context.environment.as_str().to_string())
+            }
+            Field::Time => RestrictedExpression::new_datetime(
+                format_utc(context.time).ok_or_else(out_of_range)?,
+            ),
+        };
+        pairs.push((field.name().to_string(), value));
+    }
+    Context::from_pairs(pairs).map_err(|error| EvalError::InvalidRequest {
+        message: error.to_string(),
+    })
 }
 
+#[cfg(test)]
+mod equivalence_tests;
 #[cfg(test)]
 mod tests;
