@@ -68,8 +68,8 @@ async fn post_form(
     raw_exchange(gateway.addr, request.as_bytes()).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_sign_in_and_out() {
+/// A gateway with sign-in for one user (Olga, operator on the protected app).
+async fn signed_in_setup() -> (EchoUpstream, Gateway, String, String) {
     let upstream = EchoUpstream::start().await;
     let prepared = Gateway::prepare(Setup {
         policy: "bindings = \"bindings.json\"\nenvironment = \"dev\"".into(),
@@ -126,6 +126,12 @@ async fn browser_sign_in_and_out() {
     )
     .unwrap();
     let gateway = prepared.start().await;
+    (upstream, gateway, user, workspace)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_sign_in_and_out() {
+    let (upstream, gateway, user, workspace) = signed_in_setup().await;
 
     // A browser without a session goes to the form and will come back; an API client
     // gets 401.
@@ -326,4 +332,228 @@ async fn browser_sign_in_and_out() {
     .await;
     assert_eq!(throttled.status, 429);
     assert!(cookie_value(&throttled, "__Host-portcullis").is_none());
+}
+
+/// Signs Olga in with her password; returns the response (a redirect).
+async fn password_sign_in(gateway: &Gateway, csrf_cookie: &str, csrf: &str) -> RawResponse {
+    post_form(
+        gateway,
+        "/.portcullis/login",
+        csrf_cookie,
+        &[],
+        &[
+            ("email", "olga@acme.test"),
+            ("password", PASSWORD),
+            ("csrf", csrf),
+            ("rd", "/after"),
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totp_enrolment_second_factor_replay_and_recovery_codes() {
+    let (upstream, gateway, user, _) = signed_in_setup().await;
+    let form = raw_get(gateway.addr, "app.test", "/.portcullis/login", &[]).await;
+    let csrf = cookie_value(&form, "__Host-portcullis-csrf").unwrap();
+    let csrf_cookie = format!("__Host-portcullis-csrf={csrf}");
+
+    // Without a second factor enrolled, the password alone signs in.
+    let first = password_sign_in(&gateway, &csrf_cookie, &csrf).await;
+    assert_eq!(location(&first).as_deref(), Some("/after"));
+    let session = cookie_value(&first, "__Host-portcullis").unwrap();
+
+    // Enrolment from the signed-in session: a pending step, then the QR page.
+    let start = raw_get(
+        gateway.addr,
+        "app.test",
+        "/.portcullis/2fa",
+        &[&format!(
+            "Cookie: {csrf_cookie}; __Host-portcullis={session}"
+        )],
+    )
+    .await;
+    assert_eq!(start.status, 303);
+    let pending = cookie_value(&start, "__Host-portcullis-pending").unwrap();
+    let pending_cookie = format!("{csrf_cookie}; __Host-portcullis-pending={pending}");
+    let enrol = raw_get(
+        gateway.addr,
+        "app.test",
+        "/.portcullis/2fa",
+        &[&format!("Cookie: {pending_cookie}")],
+    )
+    .await;
+    assert_eq!(enrol.status, 200);
+    assert!(enrol.body.contains("data:image/png;base64,"), "no QR code");
+    let uri_start = enrol.body.find("otpauth://totp/").unwrap();
+    let uri = &enrol.body[uri_start..enrol.body[uri_start..].find('<').unwrap() + uri_start];
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+        .with_skew(1)
+        .build()
+        .unwrap();
+    // The gateway reads the real clock, so the authenticator app does too.
+    let now = portcullis_gateway::clock::system_now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = totp.generate(now).to_string();
+    let wrong = post_form(
+        &gateway,
+        "/.portcullis/2fa",
+        &pending_cookie,
+        &[],
+        &[("csrf", &csrf), ("code", "000000")],
+    )
+    .await;
+    assert_eq!(
+        wrong.status, 200,
+        "a wrong first code re-shows the enrolment page"
+    );
+    // The wrong attempt rotated the secret on the page: read the new one.
+    let uri_start = wrong.body.find("otpauth://totp/").unwrap();
+    let uri = &wrong.body[uri_start..wrong.body[uri_start..].find('<').unwrap() + uri_start];
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap())
+        .with_skew(1)
+        .build()
+        .unwrap();
+    let code = if totp.generate(now).to_string() == code {
+        code
+    } else {
+        totp.generate(now).to_string()
+    };
+    let enrolled = post_form(
+        &gateway,
+        "/.portcullis/2fa",
+        &pending_cookie,
+        &[],
+        &[("csrf", &csrf), ("code", &code)],
+    )
+    .await;
+    assert_eq!(enrolled.status, 200, "{enrolled:?}");
+    let recovery: Vec<String> = enrolled
+        .body
+        .split("<li><code>")
+        .skip(1)
+        .filter_map(|rest| rest.split('<').next().map(str::to_owned))
+        .collect();
+    assert_eq!(recovery.len(), 10);
+    let upgraded = cookie_value(&enrolled, "__Host-portcullis").unwrap();
+    assert_ne!(upgraded, session, "enrolment issues a new session id");
+    // The old session was retired; the new one works.
+    assert_eq!(
+        raw_get(
+            gateway.addr,
+            "app.test",
+            "/x",
+            &[&format!("Cookie: __Host-portcullis={session}")]
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        raw_get(
+            gateway.addr,
+            "app.test",
+            "/x",
+            &[&format!("Cookie: __Host-portcullis={upgraded}")]
+        )
+        .await
+        .status,
+        200
+    );
+
+    // Next sign-in: the password leads to the second factor, not a session.
+    let second = password_sign_in(&gateway, &csrf_cookie, &csrf).await;
+    assert_eq!(location(&second).as_deref(), Some("/.portcullis/2fa"));
+    assert!(cookie_value(&second, "__Host-portcullis").is_none());
+    let pending = cookie_value(&second, "__Host-portcullis-pending").unwrap();
+    let pending_cookie = format!("{csrf_cookie}; __Host-portcullis-pending={pending}");
+    // The code already used at enrolment is refused (replay), as is a guess.
+    let replay = post_form(
+        &gateway,
+        "/.portcullis/2fa",
+        &pending_cookie,
+        &[],
+        &[("csrf", &csrf), ("code", &code)],
+    )
+    .await;
+    assert_eq!(replay.status, 401);
+    // A recovery code works once.
+    let recovered = post_form(
+        &gateway,
+        "/.portcullis/2fa",
+        &pending_cookie,
+        &[],
+        &[("csrf", &csrf), ("code", &recovery[0].to_uppercase())],
+    )
+    .await;
+    assert_eq!(recovered.status, 303, "{recovered:?}");
+    assert_eq!(location(&recovered).as_deref(), Some("/after"));
+    let mfa_session = cookie_value(&recovered, "__Host-portcullis").unwrap();
+    let ok = raw_get(
+        gateway.addr,
+        "app.test",
+        "/x",
+        &[&format!("Cookie: __Host-portcullis={mfa_session}")],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        header_values(
+            &upstream.seen().last().unwrap().headers,
+            "x-portcullis-user"
+        ),
+        [user.as_str()]
+    );
+
+    let third = password_sign_in(&gateway, &csrf_cookie, &csrf).await;
+    let pending = cookie_value(&third, "__Host-portcullis-pending").unwrap();
+    let pending_cookie = format!("{csrf_cookie}; __Host-portcullis-pending={pending}");
+    let reused = post_form(
+        &gateway,
+        "/.portcullis/2fa",
+        &pending_cookie,
+        &[],
+        &[("csrf", &csrf), ("code", &recovery[0])],
+    )
+    .await;
+    assert_eq!(reused.status, 401, "a recovery code works only once");
+    // Attempts per pending sign-in are bounded.
+    for _ in 0..4 {
+        post_form(
+            &gateway,
+            "/.portcullis/2fa",
+            &pending_cookie,
+            &[],
+            &[("csrf", &csrf), ("code", "123456")],
+        )
+        .await;
+    }
+    let exhausted = post_form(
+        &gateway,
+        "/.portcullis/2fa",
+        &pending_cookie,
+        &[],
+        &[("csrf", &csrf), ("code", &recovery[1])],
+    )
+    .await;
+    assert_eq!(exhausted.status, 429);
 }

@@ -200,6 +200,9 @@ async fn upstream_respond(
     }
 }
 
+/// The main key test gateways load (`main_key = "env:PORTCULLIS_TEST_KEY"`).
+pub const TEST_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
 /// A running `portcullis serve`, killed (by its own PID) on drop.
 pub struct Gateway {
     child: Child,
@@ -276,6 +279,7 @@ impl Prepared {
             .arg("--config")
             .arg(&self.config)
             .env("PORTCULLIS_LOG", "warn")
+            .env("PORTCULLIS_TEST_KEY", TEST_KEY)
             .stdin(Stdio::null())
             .spawn()
             .unwrap();

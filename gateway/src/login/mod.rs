@@ -9,9 +9,11 @@
 //! attacker can only lock themselves out, and the per-address budget bounds spraying
 //! across accounts. Counters expire on their own after the window (the unlock path).
 
+pub mod mfa;
 pub mod pages;
 pub mod password;
 pub mod redirect;
+pub mod totp;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,6 +27,7 @@ use moka::future::Cache;
 use time::OffsetDateTime;
 
 use crate::config::LoginConfig;
+use crate::crypto::SecretBox;
 use crate::net::client_ip::ClientIp;
 use crate::proxy::Body;
 use crate::session::{self, Sessions, Timeouts};
@@ -60,9 +63,11 @@ pub struct Login {
     store: Store,
     sessions: Arc<Sessions>,
     hasher: PasswordHasher,
+    secrets: Arc<dyn SecretBox>,
     config: LoginConfig,
     default_timeouts: Timeouts,
     failures: Cache<String, Arc<AtomicU32>>,
+    pending: mfa::PendingSignIns,
 }
 
 impl Login {
@@ -71,6 +76,7 @@ impl Login {
         store: Store,
         sessions: Arc<Sessions>,
         hasher: PasswordHasher,
+        secrets: Arc<dyn SecretBox>,
         config: LoginConfig,
         default_timeouts: Timeouts,
     ) -> Login {
@@ -78,16 +84,21 @@ impl Login {
             store,
             sessions,
             hasher,
+            secrets,
             config,
             default_timeouts,
             failures: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(WINDOW)
                 .build(),
+            pending: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(mfa::PENDING_TTL)
+                .build(),
         }
     }
 
-    /// Serves `/.portcullis/login` and `/.portcullis/logout`.
+    /// Serves `/.portcullis/login`, `/.portcullis/logout` and `/.portcullis/2fa`.
     pub async fn handle(
         &self,
         path: &str,
@@ -110,7 +121,12 @@ impl Login {
                 let (csrf, set) = csrf_token(request.headers());
                 with_csrf_cookie(pages::logout(&csrf), set, &csrf)
             }
-            (LOGIN_PATH | LOGOUT_PATH, &Method::POST) => {
+            (mfa::MFA_PATH, &Method::GET) => {
+                let (csrf, set) = csrf_token(request.headers());
+                let page = self.second_factor_page(request.headers(), &csrf).await;
+                with_csrf_cookie(page, set, &csrf)
+            }
+            (LOGIN_PATH | LOGOUT_PATH | mfa::MFA_PATH, &Method::POST) => {
                 let headers = request.headers().clone();
                 if let Err(response) = check_same_origin(&headers, origin) {
                     return *response;
@@ -127,10 +143,18 @@ impl Login {
                         "Reload the page and try again.",
                     );
                 }
-                if path == LOGIN_PATH {
-                    self.sign_in(&form, origin).await
-                } else {
-                    self.sign_out(&headers).await
+                match path {
+                    LOGIN_PATH => self.sign_in(&form, origin).await,
+                    LOGOUT_PATH => self.sign_out(&headers).await,
+                    _ => {
+                        let csrf = form.get("csrf").unwrap_or_default();
+                        self.second_factor_submit(
+                            &headers,
+                            form.get("code").unwrap_or_default(),
+                            csrf,
+                        )
+                        .await
+                    }
                 }
             }
             _ => pages::message(
@@ -164,7 +188,23 @@ impl Login {
         match self.check_password(&email, password, now).await {
             Ok(Some(user)) => {
                 self.failures.invalidate(&pair_key).await;
-                match self.start_session(user, now).await {
+                match self.second_factor_for(user).await {
+                    Ok(Some(purpose)) => {
+                        return self
+                            .begin_second_factor(user, &email, &return_to, purpose, None)
+                            .await;
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::error!(error = %err, "could not check the second factor");
+                        return pages::message(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Try again later",
+                            "Signing in is not possible right now.",
+                        );
+                    }
+                }
+                match self.start_session(user, false, now).await {
                     Ok(cookie) => {
                         tracing::info!(user.id = %user, client.ip = %origin.client, "signed in");
                         redirect_with_cookie(&return_to, session::set_cookie(&cookie))
@@ -239,6 +279,7 @@ impl Login {
     async fn start_session(
         &self,
         user: crate::store::UserId,
+        mfa_done: bool,
         now: OffsetDateTime,
     ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
         let organization = self
@@ -263,7 +304,7 @@ impl Login {
                 user,
                 timeouts,
                 AuthMethod::Password,
-                false,
+                mfa_done,
                 now,
             )
             .await?)

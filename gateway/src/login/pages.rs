@@ -42,7 +42,9 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'",
+        ),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
@@ -64,9 +66,7 @@ pub fn login(
     email: &str,
     error: Option<&str>,
 ) -> Response<Body> {
-    let error = error.map_or_else(String::new, |message| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))
-    });
+    let error = error_block(error);
     page(
         status,
         "Sign in",
@@ -97,6 +97,75 @@ pub fn logout(csrf: &str) -> Response<Body> {
             escape(csrf)
         ),
     )
+}
+
+/// The second-factor form: a code from the authenticator app, or a recovery code.
+pub fn second_factor(status: StatusCode, csrf: &str, error: Option<&str>) -> Response<Body> {
+    page(
+        status,
+        "Two-factor sign-in",
+        &format!(
+            "<h1>Two-factor sign-in</h1>{}<form method=\"post\" action=\"/.portcullis/2fa\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <label for=\"code\">Code from your authenticator app, or a recovery code</label>\
+             <input id=\"code\" name=\"code\" autocomplete=\"one-time-code\" required>\
+             <button type=\"submit\">Continue</button></form>",
+            error_block(error),
+            escape(csrf)
+        ),
+    )
+}
+
+/// Enrolment: the QR code and `otpauth://` URI, and the form for the first code.
+pub fn enrol(
+    status: StatusCode,
+    csrf: &str,
+    uri: &str,
+    qr_png_base64: &str,
+    error: Option<&str>,
+) -> Response<Body> {
+    page(
+        status,
+        "Set up two-factor sign-in",
+        &format!(
+            "<h1>Set up two-factor sign-in</h1>{}<p>Scan this code with an authenticator app \
+             (Google or Microsoft Authenticator, Authy, …), then enter the code it shows.</p>\
+             <img alt=\"QR code for your authenticator app\" src=\"data:image/png;base64,{}\" width=\"200\" height=\"200\">\
+             <p>Or enter this address in the app: <code id=\"otpauth\">{}</code></p>\
+             <form method=\"post\" action=\"/.portcullis/2fa\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <label for=\"code\">Code from the app</label>\
+             <input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required>\
+             <button type=\"submit\">Turn on</button></form>",
+            error_block(error),
+            escape(qr_png_base64),
+            escape(uri),
+            escape(csrf)
+        ),
+    )
+}
+
+/// The recovery codes, shown once after enrolment.
+pub fn recovery_codes(codes: &[String], continue_to: &str) -> Response<Body> {
+    let items: String = codes
+        .iter()
+        .map(|code| format!("<li><code>{}</code></li>", escape(code)))
+        .collect();
+    page(
+        StatusCode::OK,
+        "Recovery codes",
+        &format!(
+            "<h1>Two-factor sign-in is on</h1><p>Keep these recovery codes somewhere safe. \
+             Each works once if you lose your authenticator. They are shown only now.</p>\
+             <ul id=\"recovery-codes\">{items}</ul><p><a href=\"{}\">Continue</a></p>",
+            escape(continue_to)
+        ),
+    )
+}
+
+fn error_block(error: Option<&str>) -> String {
+    error.map_or_else(String::new, |message| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))
+    })
 }
 
 /// A short message page.

@@ -31,6 +31,8 @@ use super::{Body, full};
 use crate::authz::ActivePolicy;
 use crate::clock;
 use crate::config::{Access, Config};
+use crate::crypto::SecretBox;
+use crate::login::mfa::MFA_PATH;
 use crate::login::password::{PasswordError, PasswordHasher};
 use crate::login::{LOGIN_PATH, LOGOUT_PATH, Login, Origin};
 use crate::net::client_ip::{TrustedProxies, client_ip};
@@ -67,6 +69,9 @@ pub enum GatewayError {
     /// The password hasher's parameters are invalid.
     #[error(transparent)]
     Passwords(#[from] PasswordError),
+    /// Sign-in is configured but no main key was loaded to seal TOTP secrets.
+    #[error("sign-in needs the main key (keys.main_key)")]
+    NoKey,
 }
 
 /// What the gateway knows about the connection a request came on.
@@ -87,10 +92,12 @@ impl Gateway {
         config: &Config,
         policy: Arc<ActivePolicy>,
         store: Store,
+        secrets: Option<Arc<dyn SecretBox>>,
     ) -> Result<Gateway, GatewayError> {
-        let (sessions, login) = match config.login {
-            None => (None, None),
-            Some(login_config) => {
+        let (sessions, login) = match (config.login, secrets) {
+            (None, _) => (None, None),
+            (Some(_), None) => return Err(GatewayError::NoKey),
+            (Some(login_config), Some(secrets)) => {
                 let concurrency = std::thread::available_parallelism().map_or(2, usize::from);
                 let hasher = PasswordHasher::new(config.passwords, concurrency)?;
                 let sessions = Arc::new(Sessions::new(store.clone()));
@@ -98,6 +105,7 @@ impl Gateway {
                     store.clone(),
                     Arc::clone(&sessions),
                     hasher,
+                    secrets,
                     login_config,
                     config.sessions,
                 );
@@ -194,7 +202,7 @@ async fn proxy<'g>(
         },
     )?;
     let reserved = path.as_str() == "/.portcullis" || path.as_str().starts_with(RESERVED_PREFIX);
-    let is_login_path = matches!(path.as_str(), LOGIN_PATH | LOGOUT_PATH);
+    let is_login_path = matches!(path.as_str(), LOGIN_PATH | LOGOUT_PATH | MFA_PATH);
     if reserved && !(is_login_path && gateway.login.is_some()) {
         return reserved_endpoint(gateway, &path, meta);
     }
