@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    PolicySet, RestrictedExpression, Schema,
+    Policy, PolicySet, PrincipalConstraint, RestrictedExpression, Schema,
 };
 use serde::Serialize;
 
@@ -33,6 +33,10 @@ mod observe;
 
 /// The deepest resource hierarchy the engine follows; deeper means a data error.
 const MAX_DEPTH: usize = 32;
+
+/// The most roles an action's policies may be gated on for the engine to
+/// precompute one policy set per combination of held roles (2^n sets).
+const MAX_GATES: usize = 4;
 
 /// Holds one loaded bundle and answers requests with it.
 ///
@@ -213,7 +217,14 @@ struct ActionSlice {
     /// ancestors; each request adds its entities to a copy (paying the
     /// transitive closure for those only).
     entities: Entities,
+    /// Every policy of the slice.
     policies: PolicySet,
+    /// The roles some policies are gated on (`principal in Role::"<role>"`),
+    /// at most [`MAX_GATES`]; none when there are more.
+    gates: Vec<String>,
+    /// For each combination of held gates (bit `i` for `gates[i]`), the
+    /// policies that can apply: the ungated ones and those gated on a held role.
+    by_gates: Vec<PolicySet>,
     /// The context fields the policies read.
     context: ContextReads,
     /// The entities the policies name.
@@ -239,6 +250,13 @@ impl Compiled {
         let action_entities = schema
             .action_entities()
             .map_err(|error| format!("error: {error}"))?;
+        // Within an action's slice every policy's action scope holds (that is
+        // how the slice is chosen), so the slice holds the policies without
+        // it: Cedar would otherwise rebuild and test the scope on every request.
+        let unscoped: Vec<(&Policy, Policy)> = policies
+            .policies()
+            .map(|policy| Ok((policy, without_action_scope(policy)?)))
+            .collect::<Result<_, String>>()?;
         let mut actions = HashMap::new();
         for uid in schema.actions() {
             if action_entities.get(uid).is_none() {
@@ -249,9 +267,10 @@ impl Compiled {
                 .map(Iterator::collect)
                 .unwrap_or_default();
             let mut slice = PolicySet::new();
+            let mut gated = Vec::new();
             let mut context = ContextReads::NONE;
             let mut literals = Literals::default();
-            for policy in policies.policies() {
+            for (policy, unscoped) in &unscoped {
                 let matches = match policy.action_constraint() {
                     ActionConstraint::Any => true,
                     ActionConstraint::Eq(action) => action == *uid,
@@ -260,13 +279,15 @@ impl Compiled {
                         .any(|action| action == uid || ancestors.contains(action)),
                 };
                 if matches {
-                    context = context.union(ContextReads::of_policy(policy));
-                    literals.add_policy(policy);
+                    context = context.union(ContextReads::of_policy(unscoped));
+                    literals.add_policy(unscoped);
                     slice
-                        .add(policy.clone())
+                        .add(unscoped.clone())
                         .map_err(|error| format!("error: {error}"))?;
+                    gated.push((role_gate(unscoped, &role_type), unscoped));
                 }
             }
+            let (gates, by_gates) = sets_by_gates(&gated)?;
             let groups: HashSet<EntityUid> = ancestors
                 .into_iter()
                 .filter(|group| literals.contains_uid(group))
@@ -287,6 +308,8 @@ impl Compiled {
                 )
                 .map_err(|error| format!("error: {error}"))?,
                 policies: slice,
+                gates,
+                by_gates,
                 context,
                 literals,
             };
@@ -319,6 +342,65 @@ impl Compiled {
                 message: format!("unknown entity type `{}`", entity.kind),
             })
     }
+}
+
+/// The role `policy` is gated on: its principal scope is `principal in
+/// Role::"<role>"` (optionally with `is`). The principal is always a user, so
+/// such a policy can only apply when the user holds the role on the chain.
+fn role_gate(policy: &Policy, role_type: &EntityTypeName) -> Option<String> {
+    match policy.principal_constraint() {
+        PrincipalConstraint::In(group) | PrincipalConstraint::IsIn(_, group)
+            if group.type_name() == role_type =>
+        {
+            Some(group.id().unescaped().to_string())
+        }
+        _ => None,
+    }
+}
+
+/// The gates of a slice (its policies with their gates) and the policy set for
+/// each combination of held gates; no gates when there are more than
+/// [`MAX_GATES`] (every request then evaluates the whole slice).
+fn sets_by_gates(
+    gated: &[(Option<String>, &Policy)],
+) -> Result<(Vec<String>, Vec<PolicySet>), String> {
+    let mut gates: Vec<String> = gated.iter().filter_map(|(gate, _)| gate.clone()).collect();
+    gates.sort();
+    gates.dedup();
+    if gates.len() > MAX_GATES {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut sets = Vec::with_capacity(1 << gates.len());
+    for held in 0..1_usize << gates.len() {
+        let mut set = PolicySet::new();
+        for (gate, policy) in gated {
+            let applies = gate
+                .as_ref()
+                .and_then(|gate| gates.iter().position(|known| known == gate))
+                .is_none_or(|index| held & (1 << index) != 0);
+            if applies {
+                set.add((*policy).clone())
+                    .map_err(|error| format!("error: {error}"))?;
+            }
+        }
+        sets.push(set);
+    }
+    Ok((gates, sets))
+}
+
+/// `policy` with its action scope replaced by `action` (any action).
+fn without_action_scope(policy: &Policy) -> Result<Policy, String> {
+    let mut json = policy
+        .to_json()
+        .map_err(|error| format!("error: {error}"))?;
+    let Some(fields) = json.as_object_mut() else {
+        return Err(format!(
+            "error: policy `{}` is not a JSON object",
+            policy.id()
+        ));
+    };
+    fields.insert("action".to_string(), serde_json::json!({ "op": "All" }));
+    Policy::from_json(Some(policy.id().clone()), json).map_err(|error| format!("error: {error}"))
 }
 
 /// Checks once, at load, that the schema accepts a `User` principal and the
@@ -392,9 +474,14 @@ pub(crate) fn decide(bundle: &Bundle, request: &Request, directory: &dyn Directo
         Ok(prepared) => prepared,
         Err(error) => return Decision::failed(vec![error], bindings),
     };
+    let held = bindings
+        .iter()
+        .filter_map(|binding| action.gates.iter().position(|gate| *gate == binding.role))
+        .fold(0_usize, |held, index| held | 1 << index);
+    let policies = action.by_gates.get(held).unwrap_or(&action.policies);
     let response = compiled
         .authorizer
-        .is_authorized(&cedar_request, &action.policies, &entities);
+        .is_authorized(&cedar_request, policies, &entities);
     let errors: Vec<EvalError> = response
         .diagnostics()
         .errors()

@@ -267,6 +267,9 @@ when { Folder::"f2" in Project::"p1" && !context.mfa };
 @id("banned")
 forbid (principal in Role::"banned", action, resource);
 
+@id("admin-reads")
+permit (principal is User in Role::"admin", action in Action::"read", resource);
+
 @id("ops-from-loopback")
 permit (principal in Role::"ops", action == Action::"purge", resource in Workspace::"w")
 when { context.ip.isLoopback() && context has environment && context.environment != "prod" };
@@ -310,6 +313,16 @@ fn observing_less_never_changes_a_decision() {
     ])
     .unwrap();
     let engine = Engine::new(bundle);
+    // `view` is gated on more roles than get precomputed sets; `edit` and
+    // `purge` get one policy set per combination of held roles.
+    let actions = &engine.bundle().compiled().actions;
+    assert!(actions.get("view").unwrap().gates.is_empty());
+    assert_eq!(
+        actions.get("edit").unwrap().gates,
+        ["banned", "editor", "ops"]
+    );
+    assert_eq!(actions.get("edit").unwrap().by_gates.len(), 8);
+    assert_eq!(actions.get("purge").unwrap().gates, ["banned", "ops"]);
     let schema = Schema::from_cedarschema_str(TRICKY_SCHEMA).unwrap().0;
     let users = ["alice", "bob", "carol"];
     let roles = ["viewer", "editor", "banned", "ops", "admin"];
