@@ -4,8 +4,10 @@
 //! ancestor chain (from the [`Directory`]), the user as a member of exactly the
 //! roles bound on that chain, and the requested action. It evaluates only the
 //! policies whose action scope can match the action (precomputed per action at
-//! load), so the cost does not grow with the number of role bindings. Any
-//! evaluation error denies.
+//! load, with that scope dropped since it holds), and of those gated on a role
+//! (`principal in Role::"<role>"`) only the ones for roles bound on the chain,
+//! so the cost does not grow with the number of role bindings. Any evaluation
+//! error denies.
 //!
 //! Of that world it hands Cedar only what those policies can observe
 //! (see [`observe`]): the context fields they read, and the entities and
@@ -253,9 +255,14 @@ impl Compiled {
         // Within an action's slice every policy's action scope holds (that is
         // how the slice is chosen), so the slice holds the policies without
         // it: Cedar would otherwise rebuild and test the scope on every request.
-        let unscoped: Vec<(&Policy, Policy)> = policies
+        let unscoped: Vec<(&Policy, Policy, ContextReads, Option<String>)> = policies
             .policies()
-            .map(|policy| Ok((policy, without_action_scope(policy)?)))
+            .map(|policy| {
+                let unscoped = without_action_scope(policy)?;
+                let reads = ContextReads::of_policy(&unscoped);
+                let gate = role_gate(&unscoped, &role_type);
+                Ok((policy, unscoped, reads, gate))
+            })
             .collect::<Result<_, String>>()?;
         let mut actions = HashMap::new();
         for uid in schema.actions() {
@@ -270,7 +277,7 @@ impl Compiled {
             let mut gated = Vec::new();
             let mut context = ContextReads::NONE;
             let mut literals = Literals::default();
-            for (policy, unscoped) in &unscoped {
+            for (policy, unscoped, reads, gate) in &unscoped {
                 let matches = match policy.action_constraint() {
                     ActionConstraint::Any => true,
                     ActionConstraint::Eq(action) => action == *uid,
@@ -279,12 +286,12 @@ impl Compiled {
                         .any(|action| action == uid || ancestors.contains(action)),
                 };
                 if matches {
-                    context = context.union(ContextReads::of_policy(unscoped));
+                    context = context.union(*reads);
                     literals.add_policy(unscoped);
                     slice
                         .add(unscoped.clone())
                         .map_err(|error| format!("error: {error}"))?;
-                    gated.push((role_gate(unscoped, &role_type), unscoped));
+                    gated.push((gate.clone(), unscoped));
                 }
             }
             let (gates, by_gates) = sets_by_gates(&gated)?;
