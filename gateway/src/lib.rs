@@ -4,6 +4,7 @@
 //! deployment can say, and [`ops::server`] for how the process runs.
 
 pub mod api_token;
+pub mod assertion;
 pub mod authz;
 pub mod cli;
 pub mod clock;

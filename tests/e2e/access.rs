@@ -155,6 +155,43 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
         "the gateway's token reached the upstream"
     );
 
+    // The signed assertion verifies with an independent JWT library against the
+    // published key set, names the user and the route, and is reused while fresh.
+    let assertion = header_values(headers, "x-portcullis-assertion")
+        .pop()
+        .unwrap();
+    let jwks = raw_get(gateway.addr, "app.test", "/.portcullis/jwks.json", &[]).await;
+    let jwks: serde_json::Value = serde_json::from_str(&jwks.body).unwrap();
+    let jwk = &jwks["keys"][0];
+    let key = jsonwebtoken::DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_audience(&["app"]);
+    validation.set_issuer(&["portcullis"]);
+    let verified =
+        jsonwebtoken::decode::<serde_json::Value>(&assertion, &key, &validation).unwrap();
+    assert_eq!(verified.header.kid.as_deref(), jwk["kid"].as_str());
+    assert_eq!(verified.claims["sub"], operator.as_str());
+    let lifetime =
+        verified.claims["exp"].as_u64().unwrap() - verified.claims["iat"].as_u64().unwrap();
+    assert!(lifetime <= 60, "{lifetime}");
+    let mut wrong_audience = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    wrong_audience.set_audience(&["another-app"]);
+    assert!(jsonwebtoken::decode::<serde_json::Value>(&assertion, &key, &wrong_audience).is_err());
+    let again = raw_get(
+        gateway.addr,
+        "app.test",
+        "/",
+        &[&bearer(&operator_token), "X-Portcullis-Assertion: forged"],
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    let seen = upstream.seen();
+    assert_eq!(
+        header_values(&seen.last().unwrap().headers, "x-portcullis-assertion"),
+        [assertion.as_str()],
+        "a fresh assertion is reused, and a client's copy never passes"
+    );
+
     // Revocation from the CLI takes effect within the token cache's lifetime.
     let tokens = admin_cli(
         &gateway.config,

@@ -10,16 +10,21 @@
 
 pub mod aead;
 pub mod keys;
+pub mod signing;
 
 use std::path::PathBuf;
 
 pub use aead::{MainKeyBox, RecordOwner, SecretBox, record_aad};
 pub use keys::{MainKey, load_main_key};
+pub use signing::SigningKey;
 
 /// Why loading a key, sealing or opening failed. Never contains key material,
 /// plaintext or ciphertext.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
+    /// A key could not be derived from the main key.
+    #[error("cannot derive a key from the main key")]
+    Derive,
     /// The key file could not be read.
     #[error("cannot read the main key file `{path}`")]
     KeyFileUnreadable {

@@ -14,7 +14,7 @@ use super::{internal, metrics};
 use crate::authz::reload::{self, WatchError};
 use crate::authz::{ActivePolicy, PolicyError, load_snapshot, route_resources};
 use crate::config::Config;
-use crate::crypto::{CryptoError, MainKeyBox, SecretBox, load_main_key};
+use crate::crypto::{CryptoError, MainKeyBox, SecretBox, SigningKey, load_main_key};
 use crate::net::listener::{self, ListenerCtx};
 use crate::net::tls::{self, ReloadableCert, TlsError};
 use crate::proxy::pipeline::{Gateway, GatewayError};
@@ -99,15 +99,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let store = Store::connect(&config.store).await?;
     store.migrate().await?;
     tracing::info!(store = ?store.backend(), "store ready");
-    // The main key seals second-factor secrets; it is needed only with sign-in.
-    let secrets = match config.login {
-        Some(_) => {
-            let key = load_main_key(&config.main_key, &|name| std::env::var(name).ok())?;
-            Some(Arc::new(MainKeyBox::new(&key)) as Arc<dyn SecretBox>)
-        }
-        None => None,
-    };
-    let gateway = Arc::new(Gateway::new(&config, Arc::clone(&policy), store, secrets)?);
+    // The main key seals secrets at rest and derives the assertion signing key.
+    let key = load_main_key(&config.main_key, &|name| std::env::var(name).ok())?;
+    let secrets: Arc<dyn SecretBox> = Arc::new(MainKeyBox::new(&key));
+    let signing = SigningKey::derive(&key)?;
+    let gateway = Arc::new(Gateway::new(
+        &config,
+        Arc::clone(&policy),
+        store,
+        secrets,
+        signing,
+    )?);
     let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;

@@ -34,6 +34,21 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A principal (for tests and tools that act as someone).
+    pub fn new(
+        user_id: String,
+        auth_method: &'static str,
+        mfa: bool,
+        authenticated_at: SystemTime,
+    ) -> Principal {
+        Principal {
+            user_id,
+            auth_method,
+            mfa,
+            authenticated_at,
+        }
+    }
+
     /// The user's id (the Cedar principal is `User::"<id>"`).
     pub fn user_id(&self) -> &str {
         &self.user_id

@@ -109,7 +109,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Sets the identity headers for an authorized request and removes the gateway's own
 /// credential: the upstream learns who, never the token that proved it.
-pub fn set_identity(headers: &mut HeaderMap, authorized: &Authorized) {
+pub fn set_identity(headers: &mut HeaderMap, authorized: &Authorized, assertion: &str) {
     if headers
         .get(header::AUTHORIZATION)
         .is_some_and(|value| api_token::is_portcullis_bearer(value.as_bytes()))
@@ -119,6 +119,7 @@ pub fn set_identity(headers: &mut HeaderMap, authorized: &Authorized) {
     let principal = authorized.principal();
     insert_text(headers, "x-portcullis-user", principal.user_id());
     insert_text(headers, "x-portcullis-auth-method", principal.auth_method());
+    insert_text(headers, "x-portcullis-assertion", assertion);
 }
 
 /// What a trusted proxy in front of us already said, captured before sanitising.

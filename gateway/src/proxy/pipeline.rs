@@ -28,10 +28,11 @@ use super::reject::{Reject, RequestMeta, error_response, wants_html};
 use super::route::{Route, RouteTable, request_host};
 use super::upstream::UpstreamError;
 use super::{Body, full};
+use crate::assertion::Assertions;
 use crate::authz::ActivePolicy;
 use crate::clock;
 use crate::config::{Access, Config};
-use crate::crypto::SecretBox;
+use crate::crypto::{SecretBox, SigningKey};
 use crate::login::mfa::MFA_PATH;
 use crate::login::password::{PasswordError, PasswordHasher};
 use crate::login::{LOGIN_PATH, LOGOUT_PATH, Login, Origin};
@@ -48,6 +49,7 @@ pub const RESERVED_PREFIX: &str = "/.portcullis/";
 /// Everything the hot path reads, built once from the configuration.
 pub struct Gateway {
     policy: Arc<ActivePolicy>,
+    assertions: Assertions,
     authenticator: Authenticator,
     login: Option<Login>,
     environment: Environment,
@@ -69,9 +71,6 @@ pub enum GatewayError {
     /// The password hasher's parameters are invalid.
     #[error(transparent)]
     Passwords(#[from] PasswordError),
-    /// Sign-in is configured but no main key was loaded to seal TOTP secrets.
-    #[error("sign-in needs the main key (keys.main_key)")]
-    NoKey,
 }
 
 /// What the gateway knows about the connection a request came on.
@@ -92,12 +91,12 @@ impl Gateway {
         config: &Config,
         policy: Arc<ActivePolicy>,
         store: Store,
-        secrets: Option<Arc<dyn SecretBox>>,
+        secrets: Arc<dyn SecretBox>,
+        signing: SigningKey,
     ) -> Result<Gateway, GatewayError> {
-        let (sessions, login) = match (config.login, secrets) {
-            (None, _) => (None, None),
-            (Some(_), None) => return Err(GatewayError::NoKey),
-            (Some(login_config), Some(secrets)) => {
+        let (sessions, login) = match config.login {
+            None => (None, None),
+            Some(login_config) => {
                 let concurrency = std::thread::available_parallelism().map_or(2, usize::from);
                 let hasher = PasswordHasher::new(config.passwords, concurrency)?;
                 let sessions = Arc::new(Sessions::new(store.clone()));
@@ -114,6 +113,7 @@ impl Gateway {
         };
         Ok(Gateway {
             policy,
+            assertions: Assertions::new(signing),
             login,
             authenticator: Authenticator::new(store, sessions),
             environment: config.policy.environment,
@@ -259,7 +259,11 @@ async fn proxy<'g>(
     let proto = if conn.tls { "https" } else { "http" };
     set_forwarding(&mut parts.headers, chain, conn.peer.ip(), proto, &host.raw);
     if let Some(authorized) = &authorized {
-        set_identity(&mut parts.headers, authorized);
+        let assertion = gateway
+            .assertions
+            .for_request(authorized.principal(), &route.id, clock::system_now())
+            .await;
+        set_identity(&mut parts.headers, authorized, &assertion);
     }
     forwarded_host(&mut parts.headers, route, &host.raw)?;
     if let Ok(id) = HeaderValue::from_str(meta.request_id) {
@@ -368,6 +372,10 @@ fn reserved_endpoint(
     meta: &RequestMeta<'_>,
 ) -> Result<Response<Body>, Reject> {
     match path.as_str() {
+        "/.portcullis/jwks.json" => Ok(json_response(
+            StatusCode::OK,
+            gateway.assertions.jwks().to_owned(),
+        )),
         "/.portcullis/health" => Ok(json_response(StatusCode::OK, health_body(gateway, "ok"))),
         "/.portcullis/ready" if gateway.is_draining() => Ok(error_response(
             StatusCode::SERVICE_UNAVAILABLE,

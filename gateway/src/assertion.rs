@@ -1,0 +1,150 @@
+//! Signed identity assertions for upstreams: a short-lived JWT (EdDSA, `kid`,
+//! `aud` = the route, `exp` 60 s after issue) in `X-Portcullis-Assertion`, verifiable
+//! with the public key at `/.portcullis/jwks.json`. An assertion is reused for the same
+//! principal and route while it has at least half its life left, so a warm request does
+//! not sign.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moka::future::Cache;
+
+use crate::crypto::SigningKey;
+use crate::proxy::authn::Principal;
+
+/// The `iss` of every assertion.
+pub const ISSUER: &str = "portcullis";
+/// How long an assertion is valid.
+const LIFETIME: Duration = Duration::from_secs(60);
+
+/// Issues and caches assertions; publishes the key set.
+pub struct Assertions {
+    key: SigningKey,
+    cache: Cache<String, Arc<str>>,
+    jwks: String,
+}
+
+impl Assertions {
+    /// Assertions signed with `key`.
+    pub fn new(key: SigningKey) -> Assertions {
+        let jwks = serde_json::json!({
+            "keys": [{
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "alg": "EdDSA",
+                "use": "sig",
+                "kid": key.kid(),
+                "x": URL_SAFE_NO_PAD.encode(key.public_key()),
+            }]
+        })
+        .to_string();
+        Assertions {
+            key,
+            // Reused for half the lifetime: an upstream always gets ≥ 30 s of validity.
+            cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(LIFETIME / 2)
+                .build(),
+            jwks,
+        }
+    }
+
+    /// The JSON Web Key Set upstreams verify with.
+    pub fn jwks(&self) -> &str {
+        &self.jwks
+    }
+
+    /// The assertion for `principal` on route `route`, issued at `now` or reused.
+    pub async fn for_request(
+        &self,
+        principal: &Principal,
+        route: &str,
+        now: SystemTime,
+    ) -> Arc<str> {
+        let key = format!(
+            "{}|{}|{}|{route}",
+            principal.user_id(),
+            principal.auth_method(),
+            principal.mfa()
+        );
+        self.cache
+            .get_with(key, async { Arc::from(self.sign(principal, route, now)) })
+            .await
+    }
+
+    fn sign(&self, principal: &Principal, route: &str, now: SystemTime) -> String {
+        let issued = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": self.key.kid() });
+        let jti: [u8; 16] = rand::random();
+        let claims = serde_json::json!({
+            "iss": ISSUER,
+            "sub": principal.user_id(),
+            "aud": route,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + LIFETIME.as_secs(),
+            "jti": URL_SAFE_NO_PAD.encode(jti),
+            "amr": [principal.auth_method()],
+            "mfa": principal.mfa(),
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self.key.sign(signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ring::signature::{ED25519, UnparsedPublicKey};
+
+    use super::Assertions;
+    use crate::config::KeySource;
+    use crate::crypto::{SigningKey, load_main_key};
+    use crate::proxy::authn::Principal;
+
+    #[tokio::test]
+    async fn assertions_are_signed_scoped_and_reused() {
+        let main = load_main_key(&KeySource::Env("K".into()), &|_| Some("ab".repeat(32))).unwrap();
+        let key = SigningKey::derive(&main).unwrap();
+        let public = key.public_key().to_vec();
+        let assertions = Assertions::new(key);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let olga = Principal::new("olga".into(), "password", true, now);
+        let token = assertions.for_request(&olga, "wiki", now).await;
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        assert!(
+            UnparsedPublicKey::new(&ED25519, &public)
+                .verify(signed.as_bytes(), &signature)
+                .is_ok()
+        );
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(claims["sub"], "olga");
+        assert_eq!(claims["aud"], "wiki");
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            60
+        );
+        assert_eq!(claims["mfa"], true);
+        // Reused for the same principal and route; never shared across routes.
+        assert_eq!(assertions.for_request(&olga, "wiki", now).await, token);
+        assert_ne!(assertions.for_request(&olga, "billing", now).await, token);
+        let jwks: serde_json::Value = serde_json::from_str(assertions.jwks()).unwrap();
+        assert_eq!(jwks["keys"][0]["x"], URL_SAFE_NO_PAD.encode(&public));
+    }
+}
