@@ -224,4 +224,72 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, 401, "a revoked token kept working");
+
+    // Role bindings in the store count too: granting the stranger a role lets them in
+    // (within the binding cache's lifetime), revoking it shuts them out again.
+    let grant = [
+        "role",
+        "grant",
+        "--workspace",
+        &workspace,
+        "--user",
+        &stranger,
+        "--role",
+        "analyst",
+        "--scope",
+        "App::\"app\"",
+    ];
+    admin_cli(&gateway.config, &grant);
+    let listed = admin_cli(
+        &gateway.config,
+        &[
+            "role",
+            "list",
+            "--workspace",
+            &workspace,
+            "--user",
+            &stranger,
+        ],
+    );
+    assert_eq!(listed.trim(), "analyst\tApp::\"app\"");
+    let until = |expected: u16| {
+        let token = stranger_token.clone();
+        let addr = gateway.addr;
+        async move {
+            let mut status = 0;
+            for _ in 0..100 {
+                status = raw_get(addr, "app.test", "/", &[&bearer(&token)])
+                    .await
+                    .status;
+                if status == expected {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            status
+        }
+    };
+    assert_eq!(
+        until(200).await,
+        200,
+        "a role granted in the store never applied"
+    );
+    let revoke = [
+        "role",
+        "revoke",
+        "--workspace",
+        &workspace,
+        "--user",
+        &stranger,
+        "--role",
+        "analyst",
+        "--scope",
+        "App::\"app\"",
+    ];
+    admin_cli(&gateway.config, &revoke);
+    assert_eq!(
+        until(403).await,
+        403,
+        "a role revoked in the store kept working"
+    );
 }

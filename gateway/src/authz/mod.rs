@@ -6,6 +6,7 @@
 //! pair is swapped atomically, so a request sees one consistent snapshot, and a failed
 //! reload leaves the last good snapshot serving. [`reload`] watches the folder.
 
+pub mod bindings;
 pub mod reload;
 
 use std::path::{Path, PathBuf};

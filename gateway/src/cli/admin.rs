@@ -11,7 +11,9 @@ use crate::api_token;
 use crate::clock;
 use crate::config::{Config, parse_duration};
 use crate::login::password;
-use crate::store::{Environment, NewApiToken, OrganizationId, Store, UserId, WorkspaceId};
+use crate::store::{
+    Environment, NewApiToken, OrganizationId, RoleScope, Store, UserId, WorkspaceId,
+};
 
 /// `portcullis org …`
 #[derive(Debug, Subcommand)]
@@ -61,6 +63,50 @@ pub enum UserCommand {
         organization: OrganizationId,
         /// The user's email.
         email: String,
+    },
+}
+
+/// `portcullis role …`
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Grant a user a role on a scope (and everything below it) in a workspace.
+    Grant {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: WorkspaceId,
+        /// The user id.
+        #[arg(long)]
+        user: UserId,
+        /// The role name, as the policies spell it (e.g. `operator`).
+        #[arg(long)]
+        role: String,
+        /// The scope, a Cedar entity such as `Project::"acme/payments"`.
+        #[arg(long)]
+        scope: String,
+    },
+    /// Take a role binding away.
+    Revoke {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: WorkspaceId,
+        /// The user id.
+        #[arg(long)]
+        user: UserId,
+        /// The role name.
+        #[arg(long)]
+        role: String,
+        /// The scope it was granted on.
+        #[arg(long)]
+        scope: String,
+    },
+    /// List a user's role bindings in a workspace.
+    List {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: WorkspaceId,
+        /// The user id.
+        #[arg(long)]
+        user: UserId,
     },
 }
 
@@ -244,5 +290,55 @@ async fn passwd(
         .revoke_user_sessions(organization, user.id, now)
         .await?;
     eprintln!("password set for `{email}`; {revoked} session(s) signed out");
+    Ok(())
+}
+
+/// Runs `role grant|revoke|list`.
+pub async fn role(config: &Path, command: RoleCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let scope_of = |text: &str| -> anyhow::Result<RoleScope> {
+        let Some(entity) = crate::authz::parse_entity(text) else {
+            bail!("`{text}` is not a scope such as `Project::\"acme/payments\"`");
+        };
+        Ok(RoleScope {
+            entity_type: entity.kind,
+            entity_id: entity.id,
+        })
+    };
+    match command {
+        RoleCommand::Grant {
+            workspace,
+            user,
+            role,
+            scope,
+        } => {
+            let added = store
+                .add_role_binding(workspace, user, &role, &scope_of(&scope)?, clock::now_utc())
+                .await?;
+            eprintln!("{}", if added { "granted" } else { "already granted" });
+        }
+        RoleCommand::Revoke {
+            workspace,
+            user,
+            role,
+            scope,
+        } => {
+            if !store
+                .remove_role_binding(workspace, user, &role, &scope_of(&scope)?)
+                .await?
+            {
+                bail!("no such role binding");
+            }
+            eprintln!("revoked; running gateways apply it within seconds");
+        }
+        RoleCommand::List { workspace, user } => {
+            for binding in store.list_user_role_bindings(workspace, user).await? {
+                println!(
+                    "{}\t{}::\"{}\"",
+                    binding.role, binding.scope.entity_type, binding.scope.entity_id
+                );
+            }
+        }
+    }
     Ok(())
 }

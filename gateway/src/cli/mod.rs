@@ -59,6 +59,14 @@ enum Command {
         #[command(subcommand)]
         command: admin::UserCommand,
     },
+    /// Role bindings: grant, revoke, list.
+    Role {
+        /// The TOML configuration file (names the store).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: admin::RoleCommand,
+    },
     /// API tokens for machine clients: create, list, revoke.
     Token {
         /// The TOML configuration file (names the store).
@@ -111,6 +119,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { config, command } => {
             runtime()?.block_on(admin::user(&required(config)?, command))
+        }
+        Command::Role { config, command } => {
+            runtime()?.block_on(admin::role(&required(config)?, command))
         }
         Command::Token { config, command } => {
             runtime()?.block_on(admin::token(&required(config)?, command))

@@ -17,7 +17,7 @@ use super::reject::Reject;
 use super::route::Route;
 use crate::api_token;
 use crate::session::{self, Sessions};
-use crate::store::{ApiToken, Store, TokenHash};
+use crate::store::{ApiToken, Store, TokenHash, UserId, WorkspaceId};
 
 /// How long a token record (or its absence) is trusted without asking the store.
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -28,6 +28,8 @@ const TOKEN_CACHE_CAPACITY: u64 = 100_000;
 #[derive(Debug, Clone)]
 pub struct Principal {
     user_id: String,
+    /// The user and workspace as stored, when the credential came from the store.
+    stored: Option<(UserId, WorkspaceId)>,
     auth_method: &'static str,
     mfa: bool,
     authenticated_at: SystemTime,
@@ -43,6 +45,7 @@ impl Principal {
     ) -> Principal {
         Principal {
             user_id,
+            stored: None,
             auth_method,
             mfa,
             authenticated_at,
@@ -52,6 +55,11 @@ impl Principal {
     /// The user's id (the Cedar principal is `User::"<id>"`).
     pub fn user_id(&self) -> &str {
         &self.user_id
+    }
+
+    /// The stored user and the workspace the credential belongs to, if any.
+    pub fn stored(&self) -> Option<(UserId, WorkspaceId)> {
+        self.stored
     }
 
     /// How the caller signed in: `password`, `oidc`, `saml`, `email_code`, `api_token`.
@@ -111,6 +119,7 @@ impl Authenticator {
             if let Some(session) = found {
                 return Ok(Principal {
                     user_id: session.user_id.to_string(),
+                    stored: Some((session.user_id, session.workspace_id)),
                     auth_method: session.auth_method.as_str(),
                     mfa: session.mfa_done,
                     authenticated_at: SystemTime::from(session.created_at),
@@ -138,6 +147,7 @@ impl Authenticator {
         match record {
             Some(token) if token.is_usable(now) => Ok(Principal {
                 user_id: token.created_by.to_string(),
+                stored: Some((token.created_by, token.workspace_id)),
                 auth_method: "api_token",
                 mfa: false,
                 // A bearer token authenticates each request anew.

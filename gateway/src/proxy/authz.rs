@@ -13,6 +13,7 @@ use portcullis_policy::{Environment, Request, RequestContext};
 use super::authn::Principal;
 use super::reject::Reject;
 use super::route::Route;
+use crate::authz::bindings::{Overlay, UserBindings};
 use crate::authz::{PolicySnapshot, parse_entity};
 use crate::config::RouteActions;
 use crate::net::client_ip::ClientIp;
@@ -47,6 +48,7 @@ pub struct RequestFacts<'a> {
 /// Asks the policy engine; anything but an allow is a [`Reject::Denied`].
 pub fn authorize(
     snapshot: &PolicySnapshot,
+    store_bindings: Option<&UserBindings>,
     principal: Principal,
     route: &Route,
     facts: RequestFacts<'_>,
@@ -70,7 +72,13 @@ pub fn authorize(
             time: facts.now,
         },
     };
-    let decision = snapshot.engine().decide(&request, snapshot.directory());
+    let decision = match store_bindings {
+        Some(bindings) => {
+            let overlay = Overlay::new(snapshot.directory(), principal.user_id(), bindings);
+            snapshot.engine().decide(&request, &overlay)
+        }
+        None => snapshot.engine().decide(&request, snapshot.directory()),
+    };
     let revision = snapshot.engine().revision();
     if decision.is_allowed() {
         tracing::debug!(

@@ -30,6 +30,7 @@ use super::upstream::UpstreamError;
 use super::{Body, full};
 use crate::assertion::Assertions;
 use crate::authz::ActivePolicy;
+use crate::authz::bindings::StoreBindings;
 use crate::clock;
 use crate::config::{Access, Config};
 use crate::crypto::{SecretBox, SigningKey};
@@ -49,6 +50,7 @@ pub const RESERVED_PREFIX: &str = "/.portcullis/";
 /// Everything the hot path reads, built once from the configuration.
 pub struct Gateway {
     policy: Arc<ActivePolicy>,
+    bindings: StoreBindings,
     assertions: Assertions,
     authenticator: Authenticator,
     login: Option<Login>,
@@ -113,6 +115,7 @@ impl Gateway {
         };
         Ok(Gateway {
             policy,
+            bindings: StoreBindings::new(store.clone()),
             assertions: Assertions::new(signing),
             login,
             authenticator: Authenticator::new(store, sessions),
@@ -235,13 +238,32 @@ async fn proxy<'g>(
             .await
             .map_err(|reject| sign_in_instead(gateway, reject, &request, meta))?;
         let snapshot = gateway.policy.snapshot();
+        let store_bindings = match principal.stored() {
+            Some((user, workspace)) => Some(
+                gateway
+                    .bindings
+                    .of(workspace, user, snapshot.directory())
+                    .await
+                    .map_err(|err| {
+                        tracing::error!(error = %err, "role binding lookup failed");
+                        Reject::StoreUnavailable
+                    })?,
+            ),
+            None => None,
+        };
         let facts = RequestFacts {
             method: request.method(),
             client,
             environment: gateway.environment,
             now,
         };
-        Some(authorize(&snapshot, principal, route, facts)?)
+        Some(authorize(
+            &snapshot,
+            store_bindings.as_deref(),
+            principal,
+            route,
+            facts,
+        )?)
     } else {
         None
     };
