@@ -4,6 +4,7 @@
 //! with a workspace-scoped query; the secret is 256 random bits as 64 hex digits. Only
 //! the SHA-256 of the whole token is stored. A token is shown once, when it is made.
 
+use crate::crypto::random::{is_lower_hex, random_hex256};
 use crate::store::{TokenHash, WorkspaceId};
 
 const PREFIX: &str = "pcl_";
@@ -18,12 +19,7 @@ pub struct MintedToken {
 
 /// Makes a new token for `workspace`.
 pub fn mint(workspace: WorkspaceId) -> MintedToken {
-    let secret: [u8; 32] = rand::random();
-    let mut text = format!("{PREFIX}{}_", workspace.simple());
-    for byte in secret {
-        text.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        text.push(char::from_digit(u32::from(byte & 0x0f), 16).unwrap_or('0'));
-    }
+    let text = format!("{PREFIX}{}_{}", workspace.simple(), random_hex256());
     let hash = TokenHash::of(text.as_bytes());
     MintedToken { text, hash }
 }
@@ -33,13 +29,7 @@ pub fn mint(workspace: WorkspaceId) -> MintedToken {
 pub fn parse(text: &str) -> Option<(WorkspaceId, TokenHash)> {
     let rest = text.strip_prefix(PREFIX)?;
     let (workspace, secret) = rest.split_once('_')?;
-    let hex_lower = |part: &str, len: usize| {
-        part.len() == len
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    if !hex_lower(workspace, 32) || !hex_lower(secret, 64) {
+    if !is_lower_hex(workspace, 32) || !is_lower_hex(secret, 64) {
         return None;
     }
     let workspace = workspace.parse().ok()?;

@@ -270,11 +270,7 @@ fn demo_page(request: &hyper::Request<Incoming>) -> Response<Body> {
 }
 
 fn generate_key_hex() -> String {
-    let key: [u8; 32] = rand::random();
-    let mut hex = String::with_capacity(65);
-    for byte in key {
-        let _ = write!(hex, "{byte:02x}");
-    }
+    let mut hex = crate::crypto::random::random_hex256();
     hex.push('\n');
     hex
 }

@@ -10,6 +10,7 @@
 
 pub mod aead;
 pub mod keys;
+pub mod random;
 pub mod signing;
 
 use std::path::PathBuf;

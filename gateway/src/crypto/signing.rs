@@ -37,16 +37,8 @@ impl SigningKey {
         let pair = Ed25519KeyPair::from_seed_unchecked(seed.as_ref())
             .map_err(|_| super::CryptoError::Derive)?;
         let digest = ring::digest::digest(&ring::digest::SHA256, pair.public_key().as_ref());
-        let kid =
-            digest
-                .as_ref()
-                .iter()
-                .take(8)
-                .fold(String::with_capacity(16), |mut out, byte| {
-                    out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-                    out.push(char::from_digit(u32::from(byte & 0x0f), 16).unwrap_or('0'));
-                    out
-                });
+        let mut kid = String::with_capacity(16);
+        super::random::push_hex(&mut kid, digest.as_ref().get(..8).unwrap_or_default());
         Ok(SigningKey { pair, kid })
     }
 

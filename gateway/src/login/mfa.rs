@@ -16,6 +16,7 @@ use moka::future::Cache;
 use time::OffsetDateTime;
 
 use super::{Login, pages, redirect_with_cookie, totp};
+use crate::crypto::random::random_hex256;
 use crate::crypto::{RecordOwner, record_aad};
 use crate::proxy::Body;
 use crate::session::{self, cookie_values};
@@ -63,7 +64,7 @@ impl Login {
         purpose: Purpose,
         replaces: Option<(WorkspaceId, SessionHash)>,
     ) -> http::Response<Body> {
-        let id = random_hex();
+        let id = random_hex256();
         let pending = Pending {
             user,
             email: email.to_owned(),
@@ -388,15 +389,4 @@ impl Login {
 
 fn unix_seconds(now: OffsetDateTime) -> u64 {
     u64::try_from(now.unix_timestamp()).unwrap_or(0)
-}
-
-fn random_hex() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes
-        .iter()
-        .fold(String::with_capacity(64), |mut out, byte| {
-            out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-            out.push(char::from_digit(u32::from(byte & 0x0f), 16).unwrap_or('0'));
-            out
-        })
 }

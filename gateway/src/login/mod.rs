@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 
 use crate::config::LoginConfig;
 use crate::crypto::SecretBox;
+use crate::crypto::random::{is_lower_hex, random_hex256};
 use crate::net::client_ip::ClientIp;
 use crate::proxy::Body;
 use crate::session::{self, Sessions, Timeouts};
@@ -421,22 +422,8 @@ fn check_same_origin(headers: &HeaderMap, origin: &Origin) -> Result<(), Box<Res
 fn csrf_token(headers: &HeaderMap) -> (String, bool) {
     let mut existing = session::cookie_values(headers, CSRF_COOKIE);
     match (existing.next(), existing.next()) {
-        (Some(value), None)
-            if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
-            (value.to_owned(), false)
-        }
-        _ => {
-            let bytes: [u8; 32] = rand::random();
-            let token = bytes
-                .iter()
-                .fold(String::with_capacity(64), |mut out, byte| {
-                    out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-                    out.push(char::from_digit(u32::from(byte & 0x0f), 16).unwrap_or('0'));
-                    out
-                });
-            (token, true)
-        }
+        (Some(value), None) if is_lower_hex(value, 64) => (value.to_owned(), false),
+        _ => (random_hex256(), true),
     }
 }
 

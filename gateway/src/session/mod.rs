@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderValue, header};
 use moka::future::Cache;
 use time::OffsetDateTime;
 
+use crate::crypto::random::{is_lower_hex, random_hex256};
 use crate::store::{
     AuthMethod, NewSession, Session, SessionHash, Store, StoreError, UserId, WorkspaceId,
 };
@@ -39,13 +40,7 @@ pub struct MintedSession {
 
 /// Makes a new session id for `workspace`.
 pub fn mint(workspace: WorkspaceId) -> MintedSession {
-    let secret: [u8; 32] = rand::random();
-    let mut cookie_value = workspace.simple();
-    cookie_value.push('.');
-    for byte in secret {
-        cookie_value.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        cookie_value.push(char::from_digit(u32::from(byte & 0x0f), 16).unwrap_or('0'));
-    }
+    let cookie_value = format!("{}.{}", workspace.simple(), random_hex256());
     let hash = SessionHash::of(cookie_value.as_bytes());
     MintedSession { cookie_value, hash }
 }
@@ -74,13 +69,7 @@ pub fn presented(headers: &HeaderMap) -> Option<(WorkspaceId, SessionHash)> {
         return None;
     }
     let (workspace, secret) = value.split_once('.')?;
-    let hex_lower = |part: &str, len: usize| {
-        part.len() == len
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    if !hex_lower(workspace, 32) || !hex_lower(secret, 64) {
+    if !is_lower_hex(workspace, 32) || !is_lower_hex(secret, 64) {
         return None;
     }
     Some((workspace.parse().ok()?, SessionHash::of(value.as_bytes())))
