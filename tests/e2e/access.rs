@@ -292,4 +292,39 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
         403,
         "a role revoked in the store kept working"
     );
+
+    // Disabling a user ends what acts as them: their API token stops working.
+    admin_cli(
+        &gateway.config,
+        &[
+            "user",
+            "disable",
+            "--organization",
+            &organization,
+            "andy@acme.test",
+        ],
+    );
+    let mut status = 200;
+    for _ in 0..100 {
+        status = raw_get(gateway.addr, "app.test", "/", &[&bearer(&analyst_token)])
+            .await
+            .status;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 401, "a disabled user's token kept working");
+    let sessions = admin_cli(
+        &gateway.config,
+        &[
+            "session",
+            "list",
+            "--workspace",
+            &workspace,
+            "--user",
+            &analyst,
+        ],
+    );
+    assert!(sessions.is_empty(), "{sessions}");
 }

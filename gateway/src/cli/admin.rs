@@ -55,6 +55,14 @@ pub enum UserCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Disable a user: no sign-in, no API tokens acting as them, every session ended.
+    Disable {
+        /// The organization id.
+        #[arg(long)]
+        organization: OrganizationId,
+        /// The user's email.
+        email: String,
+    },
     /// Set a user's password, read from the first line of standard input. Signs the
     /// user out everywhere.
     Passwd {
@@ -63,6 +71,29 @@ pub enum UserCommand {
         organization: OrganizationId,
         /// The user's email.
         email: String,
+    },
+}
+
+/// `portcullis session …`
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List a user's live sessions in a workspace.
+    List {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: WorkspaceId,
+        /// The user id.
+        #[arg(long)]
+        user: UserId,
+    },
+    /// Sign a user out everywhere (every session in every workspace).
+    RevokeAll {
+        /// The organization id.
+        #[arg(long)]
+        organization: OrganizationId,
+        /// The user id.
+        #[arg(long)]
+        user: UserId,
     },
 }
 
@@ -185,7 +216,7 @@ pub async fn workspace(config: &Path, command: WorkspaceCommand) -> anyhow::Resu
     Ok(())
 }
 
-/// Runs `user add|passwd`.
+/// Runs `user add|passwd|disable`.
 pub async fn user(config: &Path, command: UserCommand) -> anyhow::Result<()> {
     let (organization, email, name) = match command {
         UserCommand::Add {
@@ -197,6 +228,10 @@ pub async fn user(config: &Path, command: UserCommand) -> anyhow::Result<()> {
             organization,
             email,
         } => return passwd(config, organization, &email).await,
+        UserCommand::Disable {
+            organization,
+            email,
+        } => return disable(config, organization, &email).await,
     };
     let store = open_store(config).await?;
     let email = email.trim().to_lowercase();
@@ -338,6 +373,46 @@ pub async fn role(config: &Path, command: RoleCommand) -> anyhow::Result<()> {
                     binding.role, binding.scope.entity_type, binding.scope.entity_id
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn disable(config: &Path, organization: OrganizationId, email: &str) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let email = email.trim().to_lowercase();
+    let Some(user) = store.find_user_by_email(organization, &email).await? else {
+        bail!("no user `{email}` in organization {organization}");
+    };
+    store
+        .disable_user(organization, user.id, clock::now_utc())
+        .await?;
+    eprintln!(
+        "disabled `{email}`; their sessions are ended and running gateways refuse them within seconds"
+    );
+    Ok(())
+}
+
+/// Runs `session list|revoke-all`.
+pub async fn session(config: &Path, command: SessionCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let now = clock::now_utc();
+    match command {
+        SessionCommand::List { workspace, user } => {
+            for session in store.list_user_sessions(workspace, user, now).await? {
+                println!(
+                    "{}\tsigned in {}\tlast seen {}\tends by {}\tmfa={}",
+                    session.auth_method,
+                    session.created_at,
+                    session.last_seen_at,
+                    session.absolute_expiry,
+                    session.mfa_done
+                );
+            }
+        }
+        SessionCommand::RevokeAll { organization, user } => {
+            let revoked = store.revoke_user_sessions(organization, user, now).await?;
+            eprintln!("{revoked} session(s) ended");
         }
     }
     Ok(())

@@ -51,13 +51,21 @@ enum Command {
         #[command(subcommand)]
         command: admin::WorkspaceCommand,
     },
-    /// Users: add.
+    /// Users: add, passwd, disable.
     User {
         /// The TOML configuration file (names the store).
         #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: admin::UserCommand,
+    },
+    /// Sessions: list, revoke-all.
+    Session {
+        /// The TOML configuration file (names the store).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: admin::SessionCommand,
     },
     /// Role bindings: grant, revoke, list.
     Role {
@@ -119,6 +127,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { config, command } => {
             runtime()?.block_on(admin::user(&required(config)?, command))
+        }
+        Command::Session { config, command } => {
+            runtime()?.block_on(admin::session(&required(config)?, command))
         }
         Command::Role { config, command } => {
             runtime()?.block_on(admin::role(&required(config)?, command))

@@ -52,6 +52,10 @@ macro_rules! select_user_where {
     };
 }
 
+/// Revokes every live API token created by user `$2` of organization `$1`.
+const REVOKE_TOKENS_OF_USER: &str = "UPDATE api_tokens SET revoked_at = $3 \
+     WHERE organization_id = $1 AND created_by = $2 AND revoked_at IS NULL";
+
 impl Store {
     /// Creates an enabled user. [`StoreError::Duplicate`] if the email is taken in this
     /// organization.
@@ -117,8 +121,8 @@ impl Store {
         }))
     }
 
-    /// Disables the user and revokes all of its sessions, in one transaction. Returns
-    /// whether the user exists in this organization.
+    /// Disables the user and revokes all of its sessions and the API tokens that act as
+    /// it, in one transaction. Returns whether the user exists in this organization.
     pub async fn disable_user(
         &self,
         organization: OrganizationId,
@@ -135,6 +139,12 @@ impl Store {
                 .await?
                 .rows_affected();
             sqlx::query(sessions::REVOKE_ALL_FOR_USER)
+                .bind(organization)
+                .bind(user)
+                .bind(stored_time(now))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(REVOKE_TOKENS_OF_USER)
                 .bind(organization)
                 .bind(user)
                 .bind(stored_time(now))

@@ -332,6 +332,10 @@ pub(super) async fn disabling_a_user_revokes_its_sessions(store: Store) {
         .insert_session(a.workspace, &new_session(b"s1", a.user), t0())
         .await
         .unwrap();
+    store
+        .create_api_token(a.workspace, &new_token(b"token-of-a", a.user), t0())
+        .await
+        .unwrap();
     assert!(!store.disable_user(b.org, a.user, at(1)).await.unwrap());
     assert!(
         !store
@@ -366,6 +370,13 @@ pub(super) async fn disabling_a_user_revokes_its_sessions(store: Store) {
         .unwrap()
         .unwrap();
     assert_eq!(session.revoked_at, Some(whole_utc(at(1))));
+    // Tokens acting as the user stop working with it.
+    let token = store
+        .get_api_token_by_hash(a.workspace, &TokenHash::of(b"token-of-a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(token.revoked_at, Some(whole_utc(at(1))));
 }
 
 pub(super) async fn tenant_scoping_of_sessions_roles_and_tokens(store: Store) {
