@@ -150,6 +150,11 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
         header_values(headers, "x-portcullis-auth-method"),
         ["api_token"]
     );
+    assert_eq!(header_values(headers, "x-portcullis-roles"), ["operator"]);
+    assert_eq!(
+        header_values(headers, "x-portcullis-workspace"),
+        [workspace.as_str()]
+    );
     assert!(
         headers.get("authorization").is_none(),
         "the gateway's token reached the upstream"

@@ -23,12 +23,19 @@ use crate::net::client_ip::ClientIp;
 #[derive(Debug)]
 pub struct Authorized {
     principal: Principal,
+    roles: Vec<String>,
 }
 
 impl Authorized {
     /// Who was allowed.
     pub fn principal(&self) -> &Principal {
         &self.principal
+    }
+
+    /// The roles the principal holds on this route's resource (from the bindings the
+    /// decision used), sorted and without duplicates.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
     }
 }
 
@@ -85,7 +92,14 @@ pub fn authorize(
             policy.revision = %revision, user.id = %request.principal, action = %request.action,
             resource = %request.resource, policies = ?decision.policies(), "allowed"
         );
-        return Ok(Authorized { principal });
+        let mut roles: Vec<String> = decision
+            .bindings()
+            .iter()
+            .map(|binding| binding.role.clone())
+            .collect();
+        roles.sort();
+        roles.dedup();
+        return Ok(Authorized { principal, roles });
     }
     let explanation = snapshot.engine().explain(&decision);
     tracing::info!(

@@ -119,6 +119,10 @@ pub fn set_identity(headers: &mut HeaderMap, authorized: &Authorized, assertion:
     let principal = authorized.principal();
     insert_text(headers, "x-portcullis-user", principal.user_id());
     insert_text(headers, "x-portcullis-auth-method", principal.auth_method());
+    insert_text(headers, "x-portcullis-roles", &authorized.roles().join(","));
+    if let Some((_, workspace)) = principal.stored() {
+        insert_text(headers, "x-portcullis-workspace", &workspace.to_string());
+    }
     insert_text(headers, "x-portcullis-assertion", assertion);
 }
 
