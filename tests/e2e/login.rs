@@ -69,7 +69,7 @@ async fn post_form(
 }
 
 /// A gateway with sign-in for one user (Olga, operator on the protected app).
-async fn signed_in_setup() -> (EchoUpstream, Gateway, String, String) {
+async fn signed_in_setup() -> (EchoUpstream, Gateway, String, String, String) {
     let upstream = EchoUpstream::start().await;
     let prepared = Gateway::prepare(Setup {
         policy: "bindings = \"bindings.json\"\nenvironment = \"dev\"".into(),
@@ -126,12 +126,12 @@ async fn signed_in_setup() -> (EchoUpstream, Gateway, String, String) {
     )
     .unwrap();
     let gateway = prepared.start().await;
-    (upstream, gateway, user, workspace)
+    (upstream, gateway, user, workspace, organization)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_sign_in_and_out() {
-    let (upstream, gateway, user, workspace) = signed_in_setup().await;
+    let (upstream, gateway, user, workspace, _) = signed_in_setup().await;
 
     // A browser without a session goes to the form and will come back; an API client
     // gets 401.
@@ -353,7 +353,7 @@ async fn password_sign_in(gateway: &Gateway, csrf_cookie: &str, csrf: &str) -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn totp_enrolment_second_factor_replay_and_recovery_codes() {
-    let (upstream, gateway, user, _) = signed_in_setup().await;
+    let (upstream, gateway, user, _, organization) = signed_in_setup().await;
     let form = raw_get(gateway.addr, "app.test", "/.portcullis/login", &[]).await;
     let csrf = cookie_value(&form, "__Host-portcullis-csrf").unwrap();
     let csrf_cookie = format!("__Host-portcullis-csrf={csrf}");
@@ -556,4 +556,37 @@ async fn totp_enrolment_second_factor_replay_and_recovery_codes() {
     )
     .await;
     assert_eq!(exhausted.status, 429);
+
+    // An admin reset: the user signs out everywhere, and the password alone signs in
+    // again until they enrol anew.
+    crate::support::admin_cli(
+        &gateway.config,
+        &[
+            "user",
+            "totp-reset",
+            "--organization",
+            &organization,
+            "olga@acme.test",
+        ],
+    );
+    // Sessions ended by another process stop working within the session cache's life.
+    let mut status = 200;
+    for _ in 0..100 {
+        status = raw_get(
+            gateway.addr,
+            "app.test",
+            "/x",
+            &[&format!("Cookie: __Host-portcullis={mfa_session}")],
+        )
+        .await
+        .status;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 401, "the reset did not end the session");
+    let after_reset = password_sign_in(&gateway, &csrf_cookie, &csrf).await;
+    assert_eq!(location(&after_reset).as_deref(), Some("/after"));
+    assert!(cookie_value(&after_reset, "__Host-portcullis").is_some());
 }

@@ -63,6 +63,15 @@ pub enum UserCommand {
         /// The user's email.
         email: String,
     },
+    /// Reset a user's second factor (TOTP and recovery codes) and sign them out: they
+    /// sign in with their password and enrol again.
+    TotpReset {
+        /// The organization id.
+        #[arg(long)]
+        organization: OrganizationId,
+        /// The user's email.
+        email: String,
+    },
     /// Set a user's password, read from the first line of standard input. Signs the
     /// user out everywhere.
     Passwd {
@@ -216,7 +225,7 @@ pub async fn workspace(config: &Path, command: WorkspaceCommand) -> anyhow::Resu
     Ok(())
 }
 
-/// Runs `user add|passwd|disable`.
+/// Runs `user add|passwd|disable|totp-reset`.
 pub async fn user(config: &Path, command: UserCommand) -> anyhow::Result<()> {
     let (organization, email, name) = match command {
         UserCommand::Add {
@@ -232,6 +241,10 @@ pub async fn user(config: &Path, command: UserCommand) -> anyhow::Result<()> {
             organization,
             email,
         } => return disable(config, organization, &email).await,
+        UserCommand::TotpReset {
+            organization,
+            email,
+        } => return totp_reset(config, organization, &email).await,
     };
     let store = open_store(config).await?;
     let email = email.trim().to_lowercase();
@@ -415,5 +428,27 @@ pub async fn session(config: &Path, command: SessionCommand) -> anyhow::Result<(
             eprintln!("{revoked} session(s) ended");
         }
     }
+    Ok(())
+}
+
+async fn totp_reset(
+    config: &Path,
+    organization: OrganizationId,
+    email: &str,
+) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let email = email.trim().to_lowercase();
+    let Some(user) = store.find_user_by_email(organization, &email).await? else {
+        bail!("no user `{email}` in organization {organization}");
+    };
+    if !store
+        .reset_second_factor(organization, user.id, clock::now_utc())
+        .await?
+    {
+        bail!("`{email}` has no second factor to reset");
+    }
+    eprintln!(
+        "second factor reset for `{email}`; they are signed out and enrol again at next sign-in"
+    );
     Ok(())
 }

@@ -184,6 +184,44 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the user's TOTP enrolment and recovery codes and ends their sessions, in
+    /// one transaction (an admin reset: the user signs in with the password again and
+    /// enrols anew). Returns whether there was an enrolment to remove.
+    pub async fn reset_second_factor(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        const ENROLMENT: &str =
+            "DELETE FROM totp_enrolments WHERE organization_id = $1 AND user_id = $2";
+        const CODES: &str =
+            "DELETE FROM recovery_codes WHERE organization_id = $1 AND user_id = $2";
+        let removed = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let removed = sqlx::query(ENROLMENT)
+                .bind(organization)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(CODES)
+                .bind(organization)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(super::sessions::REVOKE_ALL_FOR_USER)
+                .bind(organization)
+                .bind(user)
+                .bind(stored_time(now))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            removed
+        });
+        Ok(removed == 1)
+    }
+
     /// Marks the recovery code used if it is one of the user's unused codes. Returns
     /// whether it was: a code works once, even under concurrent attempts.
     pub async fn consume_recovery_code(

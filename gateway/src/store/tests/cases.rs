@@ -958,6 +958,76 @@ pub(super) async fn recovery_codes_work_once(store: Store) {
     assert!(matches!(cross, StoreError::NotInTenant(_)), "{cross:?}");
 }
 
+pub(super) async fn second_factor_reset(store: Store) {
+    let a = tenant(&store, "a").await;
+    let b = tenant(&store, "b").await;
+    store
+        .upsert_totp_enrolment(a.org, a.user, b"sealed", t0())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .confirm_totp_enrolment(a.org, a.user, 5, t0())
+            .await
+            .unwrap()
+    );
+    store
+        .replace_recovery_codes(a.org, a.user, &[RecoveryCodeHash::of(b"c1")], t0())
+        .await
+        .unwrap();
+    store
+        .insert_session(a.workspace, &new_session(b"s-reset", a.user), t0())
+        .await
+        .unwrap();
+    // Another tenant cannot reset it.
+    assert!(
+        !store
+            .reset_second_factor(b.org, a.user, at(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_totp_enrolment(a.org, a.user)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    assert!(
+        store
+            .reset_second_factor(a.org, a.user, at(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_totp_enrolment(a.org, a.user)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .count_unused_recovery_codes(a.org, a.user)
+            .await
+            .unwrap(),
+        0
+    );
+    let session = store
+        .get_session(a.workspace, &SessionHash::of(b"s-reset"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.revoked_at, Some(whole_utc(at(1))));
+    assert!(
+        !store
+            .reset_second_factor(a.org, a.user, at(2))
+            .await
+            .unwrap()
+    );
+}
+
 pub(super) async fn role_bindings(store: Store) {
     let a = tenant(&store, "a").await;
     let workspace_scope = scope("Workspace", &a.workspace.to_string());

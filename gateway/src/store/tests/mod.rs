@@ -49,6 +49,7 @@ store_suite!(
     session_lifecycle_and_revoke_all,
     totp_step_compare_and_set_is_atomic,
     recovery_codes_work_once,
+    second_factor_reset,
     role_bindings,
     api_tokens,
 );
