@@ -75,7 +75,7 @@ async fn signed_in_setup() -> (EchoUpstream, Gateway, String, String, String) {
         policy: "bindings = \"bindings.json\"\nenvironment = \"dev\"".into(),
         // Cheap hashing for tests only; production keeps the OWASP default.
         extra: "[passwords]\nmemory_kib = 64\niterations = 1\n".into(),
-        routes: route("app", "*", "/", &upstream.url(), "").replace(
+        routes: route("app", "*", "/", &upstream.url(), "websocket = true").replace(
             "access = \"public\"",
             "access = \"protected\"\nresource = 'App::\"app\"'",
         ),
@@ -589,4 +589,62 @@ async fn totp_enrolment_second_factor_replay_and_recovery_codes() {
     let after_reset = password_sign_in(&gateway, &csrf_cookie, &csrf).await;
     assert_eq!(location(&after_reset).as_deref(), Some("/after"));
     assert!(cookie_value(&after_reset, "__Host-portcullis").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_closes_when_its_session_ends() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let (_upstream, gateway, _, _, _) = signed_in_setup().await;
+    let form = raw_get(gateway.addr, "app.test", "/.portcullis/login", &[]).await;
+    let csrf = cookie_value(&form, "__Host-portcullis-csrf").unwrap();
+    let csrf_cookie = format!("__Host-portcullis-csrf={csrf}");
+    let signed_in = password_sign_in(&gateway, &csrf_cookie, &csrf).await;
+    let session = cookie_value(&signed_in, "__Host-portcullis").unwrap();
+
+    let mut request = format!("ws://app.test:{}/ws", gateway.addr.port())
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "cookie",
+        format!("__Host-portcullis={session}").parse().unwrap(),
+    );
+    let (mut socket, response) = tokio_tungstenite::client_async(
+        request,
+        tokio::net::TcpStream::connect(gateway.addr).await.unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 101);
+    socket.send(Message::text("still here")).await.unwrap();
+    let echoed = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Message::text("still here"));
+
+    let cookies = format!("__Host-portcullis={session}; {csrf_cookie}");
+    let out = post_form(
+        &gateway,
+        "/.portcullis/logout",
+        &cookies,
+        &[],
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(out.status, 303);
+    // The tunnel notices within its re-check interval and closes.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the websocket outlived its session");
 }

@@ -17,7 +17,7 @@ use super::reject::Reject;
 use super::route::Route;
 use crate::api_token;
 use crate::session::{self, Sessions};
-use crate::store::{ApiToken, Store, TokenHash, UserId, WorkspaceId};
+use crate::store::{ApiToken, SessionHash, Store, TokenHash, UserId, WorkspaceId};
 
 /// How long a token record (or its absence) is trusted without asking the store.
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -30,6 +30,8 @@ pub struct Principal {
     user_id: String,
     /// The user and workspace as stored, when the credential came from the store.
     stored: Option<(UserId, WorkspaceId)>,
+    /// The session, when the credential is a session cookie.
+    session: Option<(WorkspaceId, SessionHash)>,
     auth_method: &'static str,
     mfa: bool,
     authenticated_at: SystemTime,
@@ -46,6 +48,7 @@ impl Principal {
         Principal {
             user_id,
             stored: None,
+            session: None,
             auth_method,
             mfa,
             authenticated_at,
@@ -60,6 +63,11 @@ impl Principal {
     /// The stored user and the workspace the credential belongs to, if any.
     pub fn stored(&self) -> Option<(UserId, WorkspaceId)> {
         self.stored
+    }
+
+    /// The session behind this principal, if the credential was a session cookie.
+    pub fn session(&self) -> Option<&(WorkspaceId, SessionHash)> {
+        self.session.as_ref()
     }
 
     /// How the caller signed in: `password`, `oidc`, `saml`, `email_code`, `api_token`.
@@ -99,6 +107,11 @@ impl Authenticator {
         }
     }
 
+    /// The session store, when browser sign-in is configured.
+    pub fn sessions(&self) -> Option<&Arc<Sessions>> {
+        self.sessions.as_ref()
+    }
+
     /// Finds the principal for a request to a protected route.
     pub async fn authenticate(
         &self,
@@ -120,6 +133,7 @@ impl Authenticator {
                 return Ok(Principal {
                     user_id: session.user_id.to_string(),
                     stored: Some((session.user_id, session.workspace_id)),
+                    session: Some((workspace, hash.clone())),
                     auth_method: session.auth_method.as_str(),
                     mfa: session.mfa_done,
                     authenticated_at: SystemTime::from(session.created_at),
@@ -148,6 +162,7 @@ impl Authenticator {
             Some(token) if token.is_usable(now) => Ok(Principal {
                 user_id: token.created_by.to_string(),
                 stored: Some((token.created_by, token.workspace_id)),
+                session: None,
                 auth_method: "api_token",
                 mfa: false,
                 // A bearer token authenticates each request anew.

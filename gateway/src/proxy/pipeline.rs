@@ -42,7 +42,7 @@ use crate::net::framing::FramingFlag;
 use crate::net::idle::{ActivityIo, until_idle};
 use crate::ops::metrics;
 use crate::session::Sessions;
-use crate::store::Store;
+use crate::store::{SessionHash, Store, WorkspaceId};
 
 /// The reserved prefix for the gateway's own endpoints, on every host.
 pub const RESERVED_PREFIX: &str = "/.portcullis/";
@@ -312,10 +312,21 @@ async fn proxy<'g>(
             ));
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
+        // A tunnel opened under a session closes when the session ends.
+        let watch = authorized
+            .as_ref()
+            .and_then(|authorized| authorized.principal().session())
+            .zip(gateway.authenticator.sessions())
+            .map(|((workspace, hash), sessions)| SessionWatch {
+                sessions: Arc::clone(sessions),
+                workspace: *workspace,
+                hash: hash.clone(),
+            });
         spawn_tunnel(
             client_upgrade,
             upstream_upgrade,
             gateway.idle_timeout,
+            watch,
             meta.request_id.to_owned(),
         );
         let (mut parts, _) = response.into_parts();
@@ -457,10 +468,39 @@ fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {
             .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
+/// The session a tunnel was opened under.
+struct SessionWatch {
+    sessions: Arc<Sessions>,
+    workspace: WorkspaceId,
+    hash: SessionHash,
+}
+
+/// How often an open tunnel re-checks its session.
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves when the watched session is no longer live (never without a session).
+async fn session_ended(watch: Option<&SessionWatch>) {
+    let Some(watch) = watch else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(SESSION_RECHECK).await;
+        let now = time::OffsetDateTime::from(clock::system_now());
+        if !watch
+            .sessions
+            .is_live(watch.workspace, &watch.hash, now)
+            .await
+        {
+            return;
+        }
+    }
+}
+
 fn spawn_tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     idle_timeout: std::time::Duration,
+    watch: Option<SessionWatch>,
     request_id: String,
 ) {
     tokio::spawn(async move {
@@ -482,6 +522,9 @@ fn spawn_tunnel(
             }
             () = until_idle(&activity, idle_timeout) => {
                 tracing::debug!(request_id, "websocket tunnel idle; closing");
+            }
+            () = session_ended(watch.as_ref()) => {
+                tracing::info!(request_id, "session ended; closing its websocket");
             }
         }
     });

@@ -109,6 +109,16 @@ struct Cached {
     last_written: AtomicI64,
 }
 
+/// The cached record with its in-memory last-seen time folded in.
+fn current(cached: &Cached) -> Session {
+    let mut session = cached.session.clone();
+    if let Ok(seen) = OffsetDateTime::from_unix_timestamp(cached.last_seen.load(Ordering::Relaxed))
+    {
+        session.last_seen_at = session.last_seen_at.max(seen);
+    }
+    session
+}
+
 /// Creates, finds and revokes sessions.
 pub struct Sessions {
     store: Store,
@@ -157,32 +167,10 @@ impl Sessions {
         hash: &SessionHash,
         now: OffsetDateTime,
     ) -> Result<Option<Session>, SessionError> {
-        let key = hash.as_bytes().to_vec();
-        let store = &self.store;
-        let lookup = hash.clone();
-        let cached = self
-            .cache
-            .try_get_with(key, async move {
-                let found = store.get_session(workspace, &lookup).await?;
-                Ok::<_, StoreError>(found.map(|session| {
-                    let seen = session.last_seen_at.unix_timestamp();
-                    Arc::new(Cached {
-                        session,
-                        last_seen: AtomicI64::new(seen),
-                        last_written: AtomicI64::new(seen),
-                    })
-                }))
-            })
-            .await
-            .map_err(SessionError)?;
-        let Some(cached) = cached else {
+        let Some(cached) = self.cached(workspace, hash).await? else {
             return Ok(None);
         };
-        let mut session = cached.session.clone();
-        let seen = cached.last_seen.load(Ordering::Relaxed);
-        if let Ok(seen) = OffsetDateTime::from_unix_timestamp(seen) {
-            session.last_seen_at = session.last_seen_at.max(seen);
-        }
+        let session = current(&cached);
         if !session.is_active(now) {
             return Ok(None);
         }
@@ -211,6 +199,44 @@ impl Sessions {
             });
         }
         Ok(Some(session))
+    }
+
+    /// Whether the session is still live at `now`, without counting as activity (for
+    /// long-lived connections opened under it). A store failure counts as not live.
+    pub async fn is_live(
+        &self,
+        workspace: WorkspaceId,
+        hash: &SessionHash,
+        now: OffsetDateTime,
+    ) -> bool {
+        match self.cached(workspace, hash).await {
+            Ok(Some(cached)) => current(&cached).is_active(now),
+            Ok(None) | Err(_) => false,
+        }
+    }
+
+    async fn cached(
+        &self,
+        workspace: WorkspaceId,
+        hash: &SessionHash,
+    ) -> Result<Option<Arc<Cached>>, SessionError> {
+        let key = hash.as_bytes().to_vec();
+        let store = &self.store;
+        let lookup = hash.clone();
+        self.cache
+            .try_get_with(key, async move {
+                let found = store.get_session(workspace, &lookup).await?;
+                Ok::<_, StoreError>(found.map(|session| {
+                    let seen = session.last_seen_at.unix_timestamp();
+                    Arc::new(Cached {
+                        session,
+                        last_seen: AtomicI64::new(seen),
+                        last_written: AtomicI64::new(seen),
+                    })
+                }))
+            })
+            .await
+            .map_err(SessionError)
     }
 
     /// Revokes the session with this hash; later requests on this instance fail at once.
