@@ -209,6 +209,16 @@ async fn browser_sign_in_and_out() {
     )
     .await;
     assert_eq!(foreign.status, 403);
+    // An untrusted client cannot claim the https origin through X-Forwarded-Proto.
+    let spoofed = post_form(
+        &gateway,
+        "/.portcullis/login",
+        &csrf_cookie,
+        &["Origin: https://app.test", "X-Forwarded-Proto: https"],
+        &with_csrf(fields(PASSWORD, "/"), csrf_static),
+    )
+    .await;
+    assert_eq!(spoofed.status, 403);
 
     // Wrong password and unknown user: the same generic answer, no session.
     let bad = post_form(

@@ -220,7 +220,18 @@ async fn proxy<'g>(
         request.headers().get_all(header::HOST).iter(),
     )?;
     if let (true, Some(login)) = (reserved, &gateway.login) {
-        let scheme = if conn.tls { "https" } else { "http" };
+        // Behind a TLS-terminating trusted proxy the browser's origin is https even
+        // though this hop is plain HTTP.
+        let forwarded_https = gateway.trusted.contains(conn.peer.ip().to_canonical())
+            && request
+                .headers()
+                .get("x-forwarded-proto")
+                .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+        let scheme = if conn.tls || forwarded_https {
+            "https"
+        } else {
+            "http"
+        };
         let origin = Origin {
             client,
             expected_origin: format!("{scheme}://{}", host.raw),
