@@ -140,9 +140,6 @@ fn decode_segment(
                 b'/' => return Err(PathError::EncodedSlash),
                 b'\\' => return Err(PathError::EncodedBackslash),
                 0..=0x20 | 0x7f => return Err(PathError::ControlByte),
-                b'%' if hex_pair(bytes.get(i + 3..i + 5)).is_some() => {
-                    return Err(PathError::DoubleEncoding);
-                }
                 b';' if reject_parameters => return Err(PathError::PathParameter),
                 _ => {}
             }
@@ -168,7 +165,20 @@ fn decode_segment(
         text.push(char::from(byte));
         i += 1;
     }
+    // Decoding `%42` after a `%25` can spell a new escape (`%25%42c` is `%25Bc`): an
+    // upstream that decodes twice would read another byte. Check the result, not the
+    // input, so the canonical form is a fixed point.
+    if has_escaped_percent_before_hex(&text) {
+        return Err(PathError::DoubleEncoding);
+    }
     Ok(Segment { text, had_escape })
+}
+
+/// Whether `text` holds `%25` followed by two hex digits.
+fn has_escaped_percent_before_hex(text: &str) -> bool {
+    text.as_bytes()
+        .windows(5)
+        .any(|window| matches!(window, [b'%', b'2', b'5', high, low] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit()))
 }
 
 /// The upper-case hex digit for a nibble (`0..=15`).
