@@ -1,10 +1,9 @@
 //! Protected routes end to end: API tokens from the CLI, role bindings, Cedar
 //! decisions through the proxy, identity headers to the upstream, revocation.
 
-use std::time::Duration;
-
 use crate::support::{
     EchoUpstream, Gateway, Setup, admin_cli, header_values, raw_exchange, raw_get, route,
+    wait_for_status,
 };
 
 const ROUTE_EXTRA: &str = "access = \"protected\"\nresource = 'App::\"app\"'";
@@ -218,16 +217,7 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
             &operator_token_id,
         ],
     );
-    let mut status = 200;
-    for _ in 0..100 {
-        status = raw_get(gateway.addr, "app.test", "/", &[&bearer(&operator_token)])
-            .await
-            .status;
-        if status == 401 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = wait_for_status(gateway.addr, "/", &bearer(&operator_token), 401).await;
     assert_eq!(status, 401, "a revoked token kept working");
 
     // Role bindings in the store count too: granting the stranger a role lets them in
@@ -257,23 +247,8 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
         ],
     );
     assert_eq!(listed.trim(), "analyst\tApp::\"app\"");
-    let until = |expected: u16| {
-        let token = stranger_token.clone();
-        let addr = gateway.addr;
-        async move {
-            let mut status = 0;
-            for _ in 0..100 {
-                status = raw_get(addr, "app.test", "/", &[&bearer(&token)])
-                    .await
-                    .status;
-                if status == expected {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            status
-        }
-    };
+    let stranger_bearer = bearer(&stranger_token);
+    let until = |expected: u16| wait_for_status(gateway.addr, "/", &stranger_bearer, expected);
     assert_eq!(
         until(200).await,
         200,
@@ -309,16 +284,7 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
             "andy@acme.test",
         ],
     );
-    let mut status = 200;
-    for _ in 0..100 {
-        status = raw_get(gateway.addr, "app.test", "/", &[&bearer(&analyst_token)])
-            .await
-            .status;
-        if status == 401 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = wait_for_status(gateway.addr, "/", &bearer(&analyst_token), 401).await;
     assert_eq!(status, 401, "a disabled user's token kept working");
     let sessions = admin_cli(
         &gateway.config,

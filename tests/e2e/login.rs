@@ -580,21 +580,8 @@ async fn totp_enrolment_second_factor_replay_and_recovery_codes() {
         ],
     );
     // Sessions ended by another process stop working within the session cache's life.
-    let mut status = 200;
-    for _ in 0..100 {
-        status = raw_get(
-            gateway.addr,
-            "app.test",
-            "/x",
-            &[&format!("Cookie: __Host-portcullis={mfa_session}")],
-        )
-        .await
-        .status;
-        if status == 401 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let session_cookie = format!("Cookie: __Host-portcullis={mfa_session}");
+    let status = crate::support::wait_for_status(gateway.addr, "/x", &session_cookie, 401).await;
     assert_eq!(status, 401, "the reset did not end the session");
     let after_reset = password_sign_in(&gateway, &csrf_cookie, &csrf).await;
     assert_eq!(location(&after_reset).as_deref(), Some("/after"));

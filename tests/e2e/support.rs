@@ -475,3 +475,17 @@ pub fn admin_cli(config: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// GETs `path` with `header` until the status is `expected` (bounded: 10 s), for
+/// changes that reach a running gateway through a cache; returns the last status.
+pub async fn wait_for_status(addr: SocketAddr, path: &str, header: &str, expected: u16) -> u16 {
+    let mut status = 0;
+    for _ in 0..100 {
+        status = raw_get(addr, "app.test", path, &[header]).await.status;
+        if status == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    status
+}
