@@ -15,4 +15,5 @@ pub mod net;
 pub mod ops;
 pub mod proxy;
 pub mod session;
+pub mod sso;
 pub mod store;
