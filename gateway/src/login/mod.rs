@@ -39,6 +39,11 @@ use password::{PasswordHasher, Verified};
 pub const LOGIN_PATH: &str = "/.portcullis/login";
 /// The sign-out path.
 pub const LOGOUT_PATH: &str = "/.portcullis/logout";
+/// Whether `path` is one of the browser flows [`Login::handle`] serves.
+pub fn is_login_path(path: &str) -> bool {
+    matches!(path, LOGIN_PATH | LOGOUT_PATH | mfa::MFA_PATH)
+}
+
 /// The CSRF cookie's name.
 const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
 /// The largest form accepted.

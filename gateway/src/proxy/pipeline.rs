@@ -34,9 +34,8 @@ use crate::authz::bindings::StoreBindings;
 use crate::clock;
 use crate::config::{Access, Config};
 use crate::crypto::{SecretBox, SigningKey};
-use crate::login::mfa::MFA_PATH;
 use crate::login::password::{PasswordError, PasswordHasher};
-use crate::login::{LOGIN_PATH, LOGOUT_PATH, Login, Origin};
+use crate::login::{LOGIN_PATH, Login, Origin};
 use crate::net::client_ip::{TrustedProxies, client_ip};
 use crate::net::framing::FramingFlag;
 use crate::net::idle::{ActivityIo, until_idle};
@@ -205,7 +204,7 @@ async fn proxy<'g>(
         },
     )?;
     let reserved = path.as_str() == "/.portcullis" || path.as_str().starts_with(RESERVED_PREFIX);
-    let is_login_path = matches!(path.as_str(), LOGIN_PATH | LOGOUT_PATH | MFA_PATH);
+    let is_login_path = crate::login::is_login_path(path.as_str());
     if reserved && !(is_login_path && gateway.login.is_some()) {
         return reserved_endpoint(gateway, &path, meta);
     }
