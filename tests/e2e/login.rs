@@ -9,9 +9,9 @@ use crate::support::{
     EchoUpstream, Gateway, RawResponse, Setup, header_values, raw_exchange, raw_get, route,
 };
 
-const PASSWORD: &str = "tangerine orbit under glass";
+pub(crate) const PASSWORD: &str = "tangerine orbit under glass";
 
-fn set_cookies(response: &RawResponse) -> Vec<String> {
+pub(crate) fn set_cookies(response: &RawResponse) -> Vec<String> {
     response
         .head
         .lines()
@@ -20,7 +20,7 @@ fn set_cookies(response: &RawResponse) -> Vec<String> {
         .collect()
 }
 
-fn cookie_value(response: &RawResponse, name: &str) -> Option<String> {
+pub(crate) fn cookie_value(response: &RawResponse, name: &str) -> Option<String> {
     set_cookies(response).iter().find_map(|cookie| {
         let pair = cookie.split(';').next()?;
         let (key, value) = pair.split_once('=')?;
@@ -28,7 +28,7 @@ fn cookie_value(response: &RawResponse, name: &str) -> Option<String> {
     })
 }
 
-fn location(response: &RawResponse) -> Option<String> {
+pub(crate) fn location(response: &RawResponse) -> Option<String> {
     response
         .head
         .lines()
@@ -36,13 +36,13 @@ fn location(response: &RawResponse) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn hidden_field(body: &str, name: &str) -> String {
+pub(crate) fn hidden_field(body: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = body.find(&marker).unwrap() + marker.len();
     body[start..].split('"').next().unwrap().to_owned()
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     gateway: &Gateway,
     path: &str,
     cookies: &str,
@@ -70,8 +70,17 @@ async fn post_form(
 
 /// A gateway with sign-in for one user (Olga, operator on the protected app).
 async fn signed_in_setup() -> (EchoUpstream, Gateway, String, String, String) {
+    signed_in_setup_with(false).await
+}
+
+/// [`signed_in_setup`], optionally with a movable clock (and the internal listener).
+pub(crate) async fn signed_in_setup_with(
+    test_clock: bool,
+) -> (EchoUpstream, Gateway, String, String, String) {
     let upstream = EchoUpstream::start().await;
     let prepared = Gateway::prepare(Setup {
+        test_clock,
+        internal_port: test_clock.then(crate::support::free_port),
         policy: "bindings = \"bindings.json\"\nenvironment = \"dev\"".into(),
         // Cheap hashing for tests only; production keeps the OWASP default.
         extra: "[passwords]\nmemory_kib = 64\niterations = 1\n".into(),
@@ -345,7 +354,11 @@ async fn browser_sign_in_and_out() {
 }
 
 /// Signs Olga in with her password; returns the response (a redirect).
-async fn password_sign_in(gateway: &Gateway, csrf_cookie: &str, csrf: &str) -> RawResponse {
+pub(crate) async fn password_sign_in(
+    gateway: &Gateway,
+    csrf_cookie: &str,
+    csrf: &str,
+) -> RawResponse {
     post_form(
         gateway,
         "/.portcullis/login",

@@ -12,6 +12,7 @@
 )]
 
 mod access;
+mod accounts;
 mod cli;
 mod hygiene;
 mod lifecycle;

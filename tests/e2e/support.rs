@@ -209,6 +209,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub dir: TempDir,
     pub config: PathBuf,
+    /// The internal listener's address, when the setup asked for one.
+    pub internal: Option<SocketAddr>,
 }
 
 /// Test certificates: a CA and a leaf for `localhost` signed by it.
@@ -257,6 +259,9 @@ pub struct Setup {
     pub internal_port: Option<u16>,
     /// Extra lines for the `[policy]` table (e.g. `bindings = "bindings.json"`).
     pub policy: String,
+    /// Start with `--unsafe-test-clock` (needs `internal_port`), so the test can move
+    /// the gateway's wall clock with [`Gateway::advance_clock`] instead of sleeping.
+    pub test_clock: bool,
 }
 
 /// A gateway folder with its configuration written, not yet started: tests run CLI
@@ -265,6 +270,8 @@ pub struct Prepared {
     pub dir: TempDir,
     pub config: PathBuf,
     port: u16,
+    internal_port: Option<u16>,
+    test_clock: bool,
 }
 
 impl Prepared {
@@ -274,10 +281,12 @@ impl Prepared {
     }
 
     pub async fn start(self) -> Gateway {
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command.arg("serve").arg("--config").arg(&self.config);
+        if self.test_clock {
+            command.arg("--unsafe-test-clock");
+        }
+        let child = command
             .env("PORTCULLIS_LOG", "warn")
             .env("PORTCULLIS_TEST_KEY", TEST_KEY)
             .stdin(Stdio::null())
@@ -288,6 +297,9 @@ impl Prepared {
             addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
             dir: self.dir,
             config: self.config,
+            internal: self
+                .internal_port
+                .map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
         };
         gateway.wait_listening().await;
         gateway
@@ -330,7 +342,23 @@ impl Gateway {
             dir,
             config: config_path,
             port,
+            internal_port: setup.internal_port,
+            test_clock: setup.test_clock,
         }
+    }
+
+    /// Moves the gateway's wall clock forward (it must run with `test_clock`).
+    pub async fn advance_clock(&self, seconds: u32) {
+        let internal = self.internal.expect("advance_clock needs internal_port");
+        let response = raw_exchange(
+            internal,
+            format!(
+                "POST /test/clock/advance?seconds={seconds} HTTP/1.1\r\nHost: internal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{}", response.body);
     }
 
     /// Polls until the listener accepts connections (bounded: 15 s).

@@ -12,7 +12,7 @@ use crate::clock;
 use crate::config::{Config, parse_duration};
 use crate::login::password;
 use crate::store::{
-    Environment, NewApiToken, OrganizationId, RoleScope, Store, UserId, WorkspaceId,
+    Environment, NewApiToken, OrganizationId, RoleScope, Settings, Store, UserId, WorkspaceId,
 };
 
 /// `portcullis org …`
@@ -23,6 +23,85 @@ pub enum OrgCommand {
         /// Its display name.
         name: String,
     },
+    /// Show or change an organization's settings (timeouts, 2FA rule, password profile).
+    Settings {
+        /// The organization id.
+        #[arg(long)]
+        organization: OrganizationId,
+        #[command(flatten)]
+        change: SettingsArgs,
+    },
+}
+
+/// `portcullis org settings` / `portcullis workspace settings`: what to change. Each
+/// flag left out keeps its value; `--clear` unsets every setting first.
+#[derive(Debug, clap::Args)]
+pub struct SettingsArgs {
+    /// Sessions end after this long without a request, e.g. `30m`.
+    #[arg(long)]
+    idle_timeout: Option<String>,
+    /// Sessions end this long after sign-in, e.g. `12h`.
+    #[arg(long)]
+    absolute_lifetime: Option<String>,
+    /// Whether every user must use a second factor.
+    #[arg(long)]
+    require_2fa: Option<bool>,
+    /// The password profile: `nist` or `compliance`.
+    #[arg(long)]
+    password_profile: Option<String>,
+    /// Unset every setting before applying the flags given.
+    #[arg(long)]
+    clear: bool,
+}
+
+impl SettingsArgs {
+    fn apply(self, mut settings: Settings) -> anyhow::Result<Settings> {
+        if self.clear {
+            settings = Settings::default();
+        }
+        let duration = |text: &str| -> anyhow::Result<time::Duration> {
+            parse_duration(text)
+                .and_then(|d| time::Duration::try_from(d).ok())
+                .filter(|d| d.is_positive())
+                .with_context(|| format!("`{text}` is not a duration such as `30m` or `12h`"))
+        };
+        if let Some(text) = &self.idle_timeout {
+            settings.idle_timeout = Some(duration(text)?);
+        }
+        if let Some(text) = &self.absolute_lifetime {
+            settings.absolute_lifetime = Some(duration(text)?);
+        }
+        if let Some(required) = self.require_2fa {
+            settings.require_2fa = Some(required);
+        }
+        if let Some(profile) = &self.password_profile {
+            let profile =
+                password::PasswordProfile::parse(Some(profile)).map_err(anyhow::Error::msg)?;
+            settings.password_profile = Some(profile.as_str().to_owned());
+        }
+        Ok(settings)
+    }
+}
+
+fn print_settings(settings: &Settings) {
+    let duration = |d: Option<time::Duration>| {
+        d.map_or_else(|| "unset".to_owned(), |d| format!("{}s", d.whole_seconds()))
+    };
+    println!("idle_timeout\t{}", duration(settings.idle_timeout));
+    println!(
+        "absolute_lifetime\t{}",
+        duration(settings.absolute_lifetime)
+    );
+    println!(
+        "require_2fa\t{}",
+        settings
+            .require_2fa
+            .map_or("unset".to_owned(), |b| b.to_string())
+    );
+    println!(
+        "password_profile\t{}",
+        settings.password_profile.as_deref().unwrap_or("unset")
+    );
 }
 
 /// `portcullis workspace …`
@@ -38,6 +117,15 @@ pub enum WorkspaceCommand {
         /// The stage it serves: dev, test or prod.
         #[arg(long, default_value = "prod")]
         environment: String,
+    },
+    /// Show or change a workspace's own settings (they can only tighten the
+    /// organization's).
+    Settings {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: WorkspaceId,
+        #[command(flatten)]
+        change: SettingsArgs,
     },
 }
 
@@ -190,7 +278,7 @@ async fn open_store(config: &Path) -> anyhow::Result<Store> {
     open_configured_store(&config).await
 }
 
-async fn open_configured_store(config: &Config) -> anyhow::Result<Store> {
+pub(super) async fn open_configured_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(config.store())
         .await
         .context("opening the store")?;
@@ -201,21 +289,45 @@ async fn open_configured_store(config: &Config) -> anyhow::Result<Store> {
 /// Runs `org create`.
 pub async fn org(config: &Path, command: OrgCommand) -> anyhow::Result<()> {
     let store = open_store(config).await?;
-    let OrgCommand::Create { name } = command;
-    let organization = store.create_organization(&name, clock::now_utc()).await?;
-    eprintln!("created organization `{name}`");
-    println!("{}", organization.id);
+    match command {
+        OrgCommand::Create { name } => {
+            let organization = store.create_organization(&name, clock::now_utc()).await?;
+            eprintln!("created organization `{name}`");
+            println!("{}", organization.id);
+        }
+        OrgCommand::Settings {
+            organization,
+            change,
+        } => {
+            if store.get_organization(organization).await?.is_none() {
+                bail!("no organization {organization}");
+            }
+            let settings = change.apply(store.get_organization_settings(organization).await?)?;
+            store
+                .set_organization_settings(organization, &settings)
+                .await?;
+            print_settings(&settings);
+        }
+    }
     Ok(())
 }
 
 /// Runs `workspace create`.
 pub async fn workspace(config: &Path, command: WorkspaceCommand) -> anyhow::Result<()> {
     let store = open_store(config).await?;
-    let WorkspaceCommand::Create {
-        organization,
-        name,
-        environment,
-    } = command;
+    let (organization, name, environment) = match command {
+        WorkspaceCommand::Create {
+            organization,
+            name,
+            environment,
+        } => (organization, name, environment),
+        WorkspaceCommand::Settings { workspace, change } => {
+            let settings = change.apply(store.get_workspace_settings(workspace).await?)?;
+            store.set_workspace_settings(workspace, &settings).await?;
+            print_settings(&settings);
+            return Ok(());
+        }
+    };
     let environment = Environment::try_from(environment)?;
     let workspace = store
         .create_workspace(organization, &name, environment, clock::now_utc())
@@ -327,10 +439,23 @@ async fn passwd(
         .read_line(&mut line)
         .context("reading the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']);
-    if let Err(rule) = password::check_policy(password, &email) {
+    let profile = password::PasswordProfile::resolve(&[store
+        .get_organization_settings(organization)
+        .await?
+        .password_profile
+        .as_deref()]);
+    if let Err(rule) = profile.check(password, &email) {
         bail!("password refused: {rule}");
     }
     let hasher = password::PasswordHasher::new(config.passwords, 1)?;
+    for phc in store
+        .password_history(organization, user.id, profile.history_depth())
+        .await?
+    {
+        if hasher.verify(Some(&phc), password).await? != password::Verified::No {
+            bail!("password refused: {}", password::REUSED);
+        }
+    }
     let phc = hasher.hash(password).await?;
     let now = clock::now_utc();
     store.set_password(organization, user.id, &phc, now).await?;

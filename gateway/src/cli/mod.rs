@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod bundle;
 mod demo;
+mod init;
 mod policy;
 
 use crate::config::Config;
@@ -29,13 +30,25 @@ enum Command {
         /// The TOML configuration file.
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: PathBuf,
+        /// For end-to-end tests only: the internal listener may move the wall clock.
+        #[arg(long, hide = true)]
+        unsafe_test_clock: bool,
     },
     /// Validate a configuration file (and the TLS and CA files it names) without serving.
     CheckConfig {
         /// The TOML configuration file.
         file: PathBuf,
     },
-    /// Organizations: create.
+    /// First run: create the organization, its first workspace and administrator, and
+    /// print a one-time setup token with which the administrator chooses a password.
+    Init {
+        /// The TOML configuration file (names the store).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        args: init::InitArgs,
+    },
+    /// Organizations: create, settings.
     Org {
         /// The TOML configuration file (names the store).
         #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
@@ -43,7 +56,7 @@ enum Command {
         #[command(subcommand)]
         command: admin::OrgCommand,
     },
-    /// Workspaces: create.
+    /// Workspaces: create, settings.
     Workspace {
         /// The TOML configuration file (names the store).
         #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
@@ -102,8 +115,17 @@ enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            unsafe_test_clock,
+        } => {
             let config = Config::load(&config)?;
+            if unsafe_test_clock {
+                crate::clock::enable_test_clock();
+                tracing::warn!(
+                    "the wall clock can be moved through the internal listener (--unsafe-test-clock): never use this in production"
+                );
+            }
             runtime()?.block_on(server::serve(config))?;
             Ok(())
         }
@@ -119,6 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy { command } => policy::run(command),
+        Command::Init { config, args } => runtime()?.block_on(init::run(&config, args)),
         Command::Org { config, command } => {
             runtime()?.block_on(admin::org(&required(config)?, command))
         }

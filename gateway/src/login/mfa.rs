@@ -38,17 +38,22 @@ pub(super) enum Purpose {
     Verify,
     /// Enrolment (required, or asked for by a signed-in user).
     Enrol,
+    /// A new password: the old one expired under the compliance profile. Comes after
+    /// the second factor, so a stolen password alone cannot change it.
+    ChangePassword,
 }
 
 /// A sign-in waiting for its second factor.
 pub(super) struct Pending {
-    user: UserId,
-    email: String,
-    return_to: String,
-    purpose: Purpose,
-    attempts: AtomicU32,
+    pub(super) user: UserId,
+    pub(super) email: String,
+    pub(super) return_to: String,
+    pub(super) purpose: Purpose,
+    /// Whether a second factor was already verified (for a password change).
+    pub(super) mfa_done: bool,
+    pub(super) attempts: AtomicU32,
     /// The session this replaces, for a signed-in user who enrols.
-    replaces: Option<(WorkspaceId, SessionHash)>,
+    pub(super) replaces: Option<(WorkspaceId, SessionHash)>,
 }
 
 /// The store of pending sign-ins.
@@ -64,22 +69,28 @@ impl Login {
         purpose: Purpose,
         replaces: Option<(WorkspaceId, SessionHash)>,
     ) -> http::Response<Body> {
-        let id = random_hex256();
         let pending = Pending {
             user,
             email: email.to_owned(),
             return_to: return_to.to_owned(),
             purpose,
+            mfa_done: false,
             attempts: AtomicU32::new(0),
             replaces,
         };
+        let cookie = self.start_pending(pending).await;
+        redirect_with_cookie(MFA_PATH, cookie)
+    }
+
+    /// Stores a pending sign-in; returns the cookie that names it.
+    pub(super) async fn start_pending(&self, pending: Pending) -> Option<HeaderValue> {
+        let id = random_hex256();
         self.pending.insert(id.clone(), Arc::new(pending)).await;
-        let cookie = HeaderValue::from_str(&format!(
+        HeaderValue::from_str(&format!(
             "{PENDING_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
             PENDING_TTL.as_secs()
         ))
-        .ok();
-        redirect_with_cookie(MFA_PATH, cookie)
+        .ok()
     }
 
     /// What a correct password leads to: `None` for a session right away.
@@ -134,6 +145,7 @@ impl Login {
         match pending.purpose {
             Purpose::Verify => pages::second_factor(StatusCode::OK, csrf, None),
             Purpose::Enrol => self.enrol_page(&pending, csrf, None, now).await,
+            Purpose::ChangePassword => redirect_with_cookie(super::account::PASSWORD_PATH, None),
         }
     }
 
@@ -179,6 +191,9 @@ impl Login {
         let Some((id, pending)) = self.pending_with_id(headers).await else {
             return redirect_with_cookie(super::LOGIN_PATH, None);
         };
+        if pending.purpose == Purpose::ChangePassword {
+            return redirect_with_cookie(super::account::PASSWORD_PATH, None);
+        }
         if pending.attempts.fetch_add(1, Ordering::Relaxed) >= ATTEMPTS {
             self.pending.invalidate(&id).await;
             tracing::warn!(user.id = %pending.user, "second factor: too many attempts");
@@ -191,11 +206,13 @@ impl Login {
         let now = crate::clock::now_utc();
         let accepted = match pending.purpose {
             Purpose::Verify => self.verify_code(pending.user, code, now).await,
-            Purpose::Enrol => self.confirm_enrolment(pending.user, code, now).await,
+            Purpose::Enrol | Purpose::ChangePassword => {
+                self.confirm_enrolment(pending.user, code, now).await
+            }
         };
         match accepted {
             Ok(false) => match pending.purpose {
-                Purpose::Verify => {
+                Purpose::Verify | Purpose::ChangePassword => {
                     pages::second_factor(StatusCode::UNAUTHORIZED, csrf, Some("Invalid code."))
                 }
                 Purpose::Enrol => {
@@ -224,6 +241,20 @@ impl Login {
     }
 
     async fn finish(&self, pending: &Pending, now: OffsetDateTime) -> http::Response<Body> {
+        let expired = match self.password_expired(pending.user, now).await {
+            Ok(expired) => pending.replaces.is_none() && expired,
+            Err(err) => {
+                tracing::error!(error = %err, "could not check password expiry");
+                return pages::message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again later",
+                    "Signing in is not possible right now.",
+                );
+            }
+        };
+        if expired {
+            return self.finish_with_password_change(pending, now).await;
+        }
         if let Some((workspace, hash)) = &pending.replaces
             && let Err(err) = self.sessions.revoke(*workspace, hash, now).await
         {
@@ -247,7 +278,9 @@ impl Login {
         };
         tracing::info!(user.id = %pending.user, purpose = ?pending.purpose, "second factor completed");
         let mut response = match pending.purpose {
-            Purpose::Verify => redirect_with_cookie(&pending.return_to, None),
+            Purpose::Verify | Purpose::ChangePassword => {
+                redirect_with_cookie(&pending.return_to, None)
+            }
             Purpose::Enrol => match self.issue_recovery_codes(pending.user, now).await {
                 Ok(codes) => pages::recovery_codes(&codes, &pending.return_to),
                 Err(err) => {
@@ -267,6 +300,44 @@ impl Login {
                 "__Host-portcullis-pending=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
             ),
         );
+        response
+    }
+
+    /// The second factor is done but the password expired: a new pending sign-in for
+    /// the password change (after showing new recovery codes, for an enrolment).
+    async fn finish_with_password_change(
+        &self,
+        pending: &Pending,
+        now: OffsetDateTime,
+    ) -> http::Response<Body> {
+        let change = Pending {
+            user: pending.user,
+            email: pending.email.clone(),
+            return_to: pending.return_to.clone(),
+            purpose: Purpose::ChangePassword,
+            mfa_done: true,
+            attempts: AtomicU32::new(0),
+            replaces: None,
+        };
+        let cookie = self.start_pending(change).await;
+        tracing::info!(user.id = %pending.user, "second factor completed; password expired");
+        let mut response = match pending.purpose {
+            Purpose::Enrol => match self.issue_recovery_codes(pending.user, now).await {
+                Ok(codes) => pages::recovery_codes(&codes, super::account::PASSWORD_PATH),
+                Err(err) => {
+                    tracing::error!(error = %err, "could not store recovery codes");
+                    redirect_with_cookie(super::account::PASSWORD_PATH, None)
+                }
+            },
+            Purpose::Verify | Purpose::ChangePassword => {
+                redirect_with_cookie(super::account::PASSWORD_PATH, None)
+            }
+        };
+        if let Some(cookie) = cookie {
+            response
+                .headers_mut()
+                .append(http::header::SET_COOKIE, cookie);
+        }
         response
     }
 
@@ -359,7 +430,10 @@ impl Login {
             .map(|(_, pending)| pending)
     }
 
-    async fn pending_with_id(&self, headers: &HeaderMap) -> Option<(String, Arc<Pending>)> {
+    pub(super) async fn pending_with_id(
+        &self,
+        headers: &HeaderMap,
+    ) -> Option<(String, Arc<Pending>)> {
         let mut values = cookie_values(headers, PENDING_COOKIE);
         let (Some(id), None) = (values.next(), values.next()) else {
             return None;

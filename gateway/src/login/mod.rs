@@ -9,6 +9,7 @@
 //! attacker can only lock themselves out, and the per-address budget bounds spraying
 //! across accounts. Counters expire on their own after the window (the unlock path).
 
+pub mod account;
 pub mod mfa;
 pub mod pages;
 pub mod password;
@@ -41,7 +42,15 @@ pub const LOGIN_PATH: &str = "/.portcullis/login";
 pub const LOGOUT_PATH: &str = "/.portcullis/logout";
 /// Whether `path` is one of the browser flows [`Login::handle`] serves.
 pub fn is_login_path(path: &str) -> bool {
-    matches!(path, LOGIN_PATH | LOGOUT_PATH | mfa::MFA_PATH)
+    matches!(
+        path,
+        LOGIN_PATH
+            | LOGOUT_PATH
+            | mfa::MFA_PATH
+            | account::ACCOUNT_PATH
+            | account::PASSWORD_PATH
+            | account::SETUP_PATH
+    )
 }
 
 /// The CSRF cookie's name.
@@ -132,7 +141,21 @@ impl Login {
                 let page = self.second_factor_page(request.headers(), &csrf).await;
                 with_csrf_cookie(page, set, &csrf)
             }
-            (LOGIN_PATH | LOGOUT_PATH | mfa::MFA_PATH, &Method::POST) => {
+            (account::ACCOUNT_PATH, &Method::GET) => {
+                let (csrf, set) = csrf_token(request.headers());
+                let page = self.account_page(request.headers(), &csrf, None).await;
+                with_csrf_cookie(page, set, &csrf)
+            }
+            (account::PASSWORD_PATH, &Method::GET) => {
+                let (csrf, set) = csrf_token(request.headers());
+                let page = self.password_page(request.headers(), &csrf).await;
+                with_csrf_cookie(page, set, &csrf)
+            }
+            (account::SETUP_PATH, &Method::GET) => {
+                let (csrf, set) = csrf_token(request.headers());
+                with_csrf_cookie(self.setup_page(&csrf).await, set, &csrf)
+            }
+            (path, &Method::POST) if is_login_path(path) => {
                 let headers = request.headers().clone();
                 if let Err(response) = check_same_origin(&headers, origin) {
                     return *response;
@@ -152,6 +175,9 @@ impl Login {
                 match path {
                     LOGIN_PATH => self.sign_in(&form, origin).await,
                     LOGOUT_PATH => self.sign_out(&headers).await,
+                    account::ACCOUNT_PATH => self.account_submit(&headers, &form).await,
+                    account::PASSWORD_PATH => self.password_submit(&headers, &form, origin).await,
+                    account::SETUP_PATH => self.setup_submit(&form, origin).await,
                     _ => {
                         let csrf = form.get("csrf").unwrap_or_default();
                         self.second_factor_submit(
@@ -203,6 +229,32 @@ impl Login {
                     Ok(None) => {}
                     Err(err) => {
                         tracing::error!(error = %err, "could not check the second factor");
+                        return pages::message(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Try again later",
+                            "Signing in is not possible right now.",
+                        );
+                    }
+                }
+                match self.password_expired(user, now).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        tracing::info!(user.id = %user, "signed in with an expired password");
+                        let cookie = self
+                            .start_pending(mfa::Pending {
+                                user,
+                                email: email.clone(),
+                                return_to: return_to.clone(),
+                                purpose: mfa::Purpose::ChangePassword,
+                                mfa_done: false,
+                                attempts: AtomicU32::new(0),
+                                replaces: None,
+                            })
+                            .await;
+                        return redirect_with_cookie(account::PASSWORD_PATH, cookie);
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "could not check password expiry");
                         return pages::message(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "Try again later",
@@ -296,11 +348,16 @@ impl Login {
             .store
             .get_workspace_settings(self.config.workspace)
             .await?;
+        let own = self
+            .store
+            .get_user_timeouts(self.config.organization, user)
+            .await?;
         let timeouts = Timeouts::strictest(
             self.default_timeouts,
             &[
                 (organization.idle_timeout, organization.absolute_lifetime),
                 (workspace.idle_timeout, workspace.absolute_lifetime),
+                (own.idle_timeout, own.absolute_lifetime),
             ],
         );
         Ok(self

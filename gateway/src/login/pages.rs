@@ -162,6 +162,152 @@ pub fn recovery_codes(codes: &[String], continue_to: &str) -> Response<Body> {
     )
 }
 
+/// Which password change form to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordForm {
+    /// A signed-in user: the current password is asked again.
+    Change,
+    /// A sign-in whose password expired: already proven a moment ago.
+    Expired,
+    /// First run: the one-time setup token instead of a current password.
+    Setup,
+}
+
+/// The password change form. `rules` is the policy in one sentence.
+pub fn password(
+    status: StatusCode,
+    form: PasswordForm,
+    csrf: &str,
+    rules: &str,
+    error: Option<&str>,
+) -> Response<Body> {
+    let (title, intro, action, first_field) = match form {
+        PasswordForm::Change => (
+            "Change password",
+            "Changing your password signs you out everywhere else.",
+            "/.portcullis/password",
+            "<label for=\"current\">Current password</label>\
+             <input id=\"current\" name=\"current\" type=\"password\" autocomplete=\"current-password\" required>",
+        ),
+        PasswordForm::Expired => (
+            "Choose a new password",
+            "Your password has expired. Choose a new one to continue.",
+            "/.portcullis/password",
+            "",
+        ),
+        PasswordForm::Setup => (
+            "Set up the first administrator",
+            "Enter the setup token that `portcullis init` printed, and choose a password.",
+            "/.portcullis/setup",
+            "<label for=\"token\">Setup token</label>\
+             <input id=\"token\" name=\"token\" autocomplete=\"off\" required>",
+        ),
+    };
+    page(
+        status,
+        title,
+        &format!(
+            "<h1>{title}</h1>{error}<p>{intro}</p><p id=\"rules\">{rules}</p>\
+             <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             {first_field}\
+             <label for=\"new\">New password</label>\
+             <input id=\"new\" name=\"new\" type=\"password\" autocomplete=\"new-password\" required minlength=\"15\">\
+             <label for=\"confirm\">New password again</label>\
+             <input id=\"confirm\" name=\"confirm\" type=\"password\" autocomplete=\"new-password\" required>\
+             <button type=\"submit\">Save password</button></form>",
+            title = escape(title),
+            error = error_block(error),
+            intro = escape(intro),
+            rules = escape(rules),
+            csrf = escape(csrf),
+        ),
+    )
+}
+
+/// One row of the "my sessions" table.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// The handle the revoke button posts (not the session id).
+    pub handle: String,
+    /// When it started (UTC, RFC 3339).
+    pub started: String,
+    /// Last activity (UTC, RFC 3339).
+    pub last_seen: String,
+    /// How it signed in, and whether with a second factor.
+    pub method: String,
+    /// Whether this is the session viewing the page.
+    pub current: bool,
+}
+
+/// The signed-in user's account page: their sessions, their own timeouts, and links.
+pub fn account(
+    status: StatusCode,
+    csrf: &str,
+    email: &str,
+    sessions: &[SessionRow],
+    idle_minutes: Option<i64>,
+    lifetime_hours: Option<i64>,
+    notice: Option<&str>,
+) -> Response<Body> {
+    let csrf = escape(csrf);
+    let rows: String = sessions
+        .iter()
+        .map(|row| {
+            let action = if row.current {
+                "This session".to_owned()
+            } else {
+                format!(
+                    "<form method=\"post\" action=\"/.portcullis/account\">\
+                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                     <input type=\"hidden\" name=\"action\" value=\"revoke\">\
+                     <input type=\"hidden\" name=\"session\" value=\"{handle}\">\
+                     <button type=\"submit\">Sign out</button></form>",
+                    handle = escape(&row.handle)
+                )
+            };
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+                escape(&row.started),
+                escape(&row.last_seen),
+                escape(&row.method)
+            )
+        })
+        .collect();
+    let value = |v: Option<i64>| v.map_or_else(String::new, |v| v.to_string());
+    page(
+        status,
+        "Your account",
+        &format!(
+            "<h1>Your account</h1>{notice}<p>Signed in as <strong id=\"email\">{email}</strong>.</p>\
+             <h2>Your sessions</h2><table id=\"sessions\"><thead><tr><th scope=\"col\">Started (UTC)</th>\
+             <th scope=\"col\">Last active (UTC)</th><th scope=\"col\">Method</th><th scope=\"col\"></th></tr></thead>\
+             <tbody>{rows}</tbody></table>\
+             <form method=\"post\" action=\"/.portcullis/account\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"action\" value=\"revoke-others\">\
+             <button type=\"submit\">Sign out all other sessions</button></form>\
+             <h2>Session timeouts</h2><p>You may choose shorter timeouts than your organization's; \
+             they apply from your next sign-in. Leave a field empty for the organization's value.</p>\
+             <form method=\"post\" action=\"/.portcullis/account\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"action\" value=\"timeouts\">\
+             <label for=\"idle\">Sign me out after this many idle minutes</label>\
+             <input id=\"idle\" name=\"idle_minutes\" inputmode=\"numeric\" value=\"{idle}\">\
+             <label for=\"lifetime\">End my sessions after this many hours</label>\
+             <input id=\"lifetime\" name=\"lifetime_hours\" inputmode=\"numeric\" value=\"{lifetime}\">\
+             <button type=\"submit\">Save timeouts</button></form>\
+             <h2>Security</h2><ul><li><a href=\"/.portcullis/password\">Change password</a></li>\
+             <li><a href=\"/.portcullis/2fa\">Set up two-factor sign-in</a></li>\
+             <li><a href=\"/.portcullis/logout\">Sign out</a></li></ul>",
+            notice = notice.map_or_else(String::new, |text| format!(
+                "<p role=\"status\">{}</p>",
+                escape(text)
+            )),
+            email = escape(email),
+            idle = value(idle_minutes),
+            lifetime = value(lifetime_hours),
+        ),
+    )
+}
+
 fn error_block(error: Option<&str>) -> String {
     error.map_or_else(String::new, |message| {
         format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))

@@ -158,6 +158,100 @@ fn current_params(hash: &argon2::password_hash::phc::PasswordHash, params: &Para
         })
 }
 
+/// An organization's password policy profile (the `password_profile` setting).
+///
+/// - `nist` (the default): NIST SP 800-63B. At least 15 characters, no composition
+///   rules, no expiry, not a common password, not the account's name.
+/// - `compliance`: for auditors who ask for the older rules (for example PCI DSS v4.0
+///   requirements 8.3.6, 8.3.7 and 8.3.9). Everything `nist` checks, plus at least three
+///   of four character classes, expiry after 90 days, and none of the last 4 passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PasswordProfile {
+    /// NIST SP 800-63B.
+    #[default]
+    Nist,
+    /// NIST plus complexity classes, expiry and history.
+    Compliance,
+}
+
+/// The compliance profile's expiry.
+const COMPLIANCE_MAX_AGE: time::Duration = time::Duration::days(90);
+/// How many previous passwords the compliance profile refuses.
+const COMPLIANCE_HISTORY: u32 = 4;
+
+impl PasswordProfile {
+    /// The profile a setting names; unset means `nist`.
+    pub fn parse(name: Option<&str>) -> Result<PasswordProfile, String> {
+        match name {
+            None | Some("nist") => Ok(PasswordProfile::Nist),
+            Some("compliance") => Ok(PasswordProfile::Compliance),
+            Some(other) => Err(format!(
+                "unknown password profile `{other}`: use `nist` or `compliance`"
+            )),
+        }
+    }
+
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PasswordProfile::Nist => "nist",
+            PasswordProfile::Compliance => "compliance",
+        }
+    }
+
+    /// The stricter of the organization's and the workspace's profiles. An unreadable
+    /// setting counts as the strictest, so a typo never weakens the policy.
+    pub fn resolve(settings: &[Option<&str>]) -> PasswordProfile {
+        let strict = settings.iter().any(|setting| {
+            PasswordProfile::parse(*setting).map_or(true, |p| p == PasswordProfile::Compliance)
+        });
+        if strict {
+            PasswordProfile::Compliance
+        } else {
+            PasswordProfile::Nist
+        }
+    }
+
+    /// Checks a new password's text (not its history); the message says which rule
+    /// failed.
+    pub fn check(self, password: &str, email: &str) -> Result<(), &'static str> {
+        check_policy(password, email)?;
+        if self == PasswordProfile::Compliance {
+            let classes = [
+                password.chars().any(char::is_lowercase),
+                password.chars().any(char::is_uppercase),
+                password.chars().any(|c| c.is_ascii_digit()),
+                password.chars().any(|c| !c.is_alphanumeric()),
+            ];
+            if classes.into_iter().filter(|present| *present).count() < 3 {
+                return Err(
+                    "use at least three of: lower-case letters, upper-case letters, digits, symbols",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// How many previous passwords a new one must differ from (0: no history rule).
+    pub fn history_depth(self) -> u32 {
+        match self {
+            PasswordProfile::Nist => 0,
+            PasswordProfile::Compliance => COMPLIANCE_HISTORY,
+        }
+    }
+
+    /// Whether a password set at `changed_at` has expired at `now`.
+    pub fn is_expired(self, changed_at: time::OffsetDateTime, now: time::OffsetDateTime) -> bool {
+        match self {
+            PasswordProfile::Nist => false,
+            PasswordProfile::Compliance => now - changed_at >= COMPLIANCE_MAX_AGE,
+        }
+    }
+}
+
+/// The message for a password found in the history.
+pub const REUSED: &str = "do not reuse one of your last 4 passwords";
+
 /// The default (NIST SP 800-63B) password rules: long, no composition rules, no
 /// expiry, not common, not the account's own name.
 pub fn check_policy(password: &str, email: &str) -> Result<(), &'static str> {
@@ -236,7 +330,7 @@ const COMMON: &[&str] = &[
 
 #[cfg(test)]
 mod tests {
-    use super::{HashParams, PasswordHasher, Verified, check_policy};
+    use super::{HashParams, PasswordHasher, PasswordProfile, Verified, check_policy};
 
     const CHEAP: HashParams = HashParams {
         memory_kib: 64,
@@ -328,5 +422,58 @@ mod tests {
         assert_eq!(check("tangerine orbit under glass"), Ok(()));
         // No composition rules: plain lower-case words are fine when long.
         assert_eq!(check("seven quiet lanterns drift"), Ok(()));
+    }
+
+    #[test]
+    fn profiles_parse_resolve_and_check() {
+        assert_eq!(PasswordProfile::parse(None), Ok(PasswordProfile::Nist));
+        assert_eq!(
+            PasswordProfile::parse(Some("compliance")),
+            Ok(PasswordProfile::Compliance)
+        );
+        assert_eq!(
+            PasswordProfile::parse(Some("pci")),
+            Err("unknown password profile `pci`: use `nist` or `compliance`".to_owned())
+        );
+        assert_eq!(
+            PasswordProfile::resolve(&[None, None]),
+            PasswordProfile::Nist
+        );
+        assert_eq!(
+            PasswordProfile::resolve(&[Some("nist"), Some("compliance")]),
+            PasswordProfile::Compliance
+        );
+        assert_eq!(
+            PasswordProfile::resolve(&[Some("typo")]),
+            PasswordProfile::Compliance,
+            "an unreadable setting never weakens the policy"
+        );
+
+        let email = "olga.smith@acme.test";
+        let compliance = PasswordProfile::Compliance;
+        assert_eq!(
+            compliance.check("seven quiet lanterns drift", email),
+            Err("use at least three of: lower-case letters, upper-case letters, digits, symbols")
+        );
+        assert_eq!(
+            compliance.check("Seven quiet lanterns drift 4", email),
+            Ok(())
+        );
+        assert_eq!(
+            compliance.check("Short1!", email),
+            Err("use at least 15 characters"),
+            "the NIST rules still apply"
+        );
+        assert_eq!(
+            PasswordProfile::Nist.check("seven quiet lanterns drift", email),
+            Ok(())
+        );
+        assert_eq!(compliance.history_depth(), 4);
+        assert_eq!(PasswordProfile::Nist.history_depth(), 0);
+
+        let set = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        assert!(!compliance.is_expired(set, set + time::Duration::days(89)));
+        assert!(compliance.is_expired(set, set + time::Duration::days(90)));
+        assert!(!PasswordProfile::Nist.is_expired(set, set + time::Duration::days(3650)));
     }
 }

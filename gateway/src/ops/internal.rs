@@ -1,5 +1,6 @@
 //! The internal listener: `/metrics` (Prometheus text), `/health` and `/ready`, for
-//! operators and orchestrators only. Bind it to a private address.
+//! operators and orchestrators only. Bind it to a private address. A gateway started
+//! with `serve --unsafe-test-clock` also answers `POST /test/clock/advance?seconds=N`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let service = service_fn(move |request: hyper::Request<Incoming>| {
                         let gateway = Arc::clone(&gateway);
-                        async move { Ok::<_, Infallible>(respond(&gateway, request.method(), request.uri().path())) }
+                        async move { Ok::<_, Infallible>(respond(&gateway, request.method(), request.uri().path(), request.uri().query())) }
                     });
                     if let Err(err) = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
@@ -45,8 +46,31 @@ pub async fn serve(
     }
 }
 
-fn respond(gateway: &Gateway, method: &Method, path: &str) -> Response<Body> {
+fn respond(gateway: &Gateway, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
     let (status, content_type, body) = match (method, path) {
+        // Only with `serve --unsafe-test-clock`: end-to-end tests move time forward.
+        (&Method::POST, "/test/clock/advance") => {
+            let seconds = query
+                .and_then(|q| q.strip_prefix("seconds="))
+                .and_then(|n| n.parse::<u32>().ok());
+            match seconds.map(crate::clock::advance_test_clock) {
+                Some(Some(offset)) => (
+                    StatusCode::OK,
+                    "application/json",
+                    format!("{{\"offset_seconds\":{offset}}}\n"),
+                ),
+                Some(None) => (
+                    StatusCode::NOT_FOUND,
+                    "application/json",
+                    "{\"error\":\"not_found\"}\n".into(),
+                ),
+                None => (
+                    StatusCode::BAD_REQUEST,
+                    "application/json",
+                    "{\"error\":\"seconds\"}\n".into(),
+                ),
+            }
+        }
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4",

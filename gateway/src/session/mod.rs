@@ -18,7 +18,8 @@ use time::OffsetDateTime;
 
 use crate::crypto::random::{is_lower_hex, random_hex256};
 use crate::store::{
-    AuthMethod, NewSession, Session, SessionHash, Store, StoreError, UserId, WorkspaceId,
+    AuthMethod, NewSession, OrganizationId, Session, SessionHash, Store, StoreError, UserId,
+    WorkspaceId,
 };
 
 /// The session cookie's name. `__Host-` pins it to this host, `Secure` and `Path=/`.
@@ -133,6 +134,7 @@ impl Sessions {
             cache: Cache::builder()
                 .max_capacity(CAPACITY)
                 .time_to_live(RECHECK)
+                .support_invalidation_closures()
                 .build(),
         }
     }
@@ -248,6 +250,33 @@ impl Sessions {
     ) -> Result<bool, SessionError> {
         let revoked = self.store.revoke_session(workspace, hash, now).await?;
         self.cache.invalidate(hash.as_bytes()).await;
+        Ok(revoked)
+    }
+}
+
+impl Sessions {
+    /// Revokes every session of the user in the organization (password change, "sign
+    /// out everywhere"); later requests on this instance fail at once. Returns how many.
+    pub async fn revoke_user(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<u64, SessionError> {
+        let revoked = self
+            .store
+            .revoke_user_sessions(organization, user, now)
+            .await?;
+        let dropped = self.cache.invalidate_entries_if(move |_, cached| {
+            cached
+                .as_ref()
+                .is_some_and(|cached| cached.session.user_id == user)
+        });
+        if dropped.is_err() {
+            // Not reachable with closures enabled; the entries still expire within
+            // RECHECK, and the store already says revoked.
+            tracing::warn!("could not drop cached sessions of a revoked user");
+        }
         Ok(revoked)
     }
 }

@@ -113,6 +113,10 @@ secret_hash!(
     /// The stored form of a recovery code.
     RecoveryCodeHash
 );
+secret_hash!(
+    /// The stored form of a first-run setup token: the token is printed once.
+    SetupTokenHash
+);
 
 #[cfg(test)]
 mod tests {

@@ -26,6 +26,7 @@
 //! hashes ([`SessionHash`], [`TokenHash`], [`RecoveryCodeHash`]); TOTP seeds arrive
 //! already sealed by [`crate::crypto`].
 
+mod accounts;
 mod ids;
 mod mfa;
 mod roles;
@@ -50,8 +51,10 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::config::StoreUrl;
 
+pub use accounts::UserTimeouts;
 pub use ids::{
-    ApiTokenId, OrganizationId, RecoveryCodeHash, SessionHash, TokenHash, UserId, WorkspaceId,
+    ApiTokenId, OrganizationId, RecoveryCodeHash, SessionHash, SetupTokenHash, TokenHash, UserId,
+    WorkspaceId,
 };
 pub use mfa::TotpEnrolment;
 pub use roles::{RoleBinding, RoleScope};

@@ -7,7 +7,8 @@ use crate::config::KeySource;
 use crate::crypto::{MainKeyBox, RecordOwner, SecretBox, load_main_key, record_aad};
 use crate::store::{
     AuthMethod, Backend, Environment, NewApiToken, NewSession, OrganizationId, RecoveryCodeHash,
-    RoleScope, SessionHash, Settings, Store, StoreError, TokenHash, UserId, WorkspaceId, with_pool,
+    RoleScope, SessionHash, Settings, SetupTokenHash, Store, StoreError, TokenHash, UserId,
+    UserTimeouts, WorkspaceId, with_pool,
 };
 
 /// A fixed instant with sub-second digits and a non-UTC offset, to show the store
@@ -88,7 +89,10 @@ pub(super) async fn migrations_apply_twice(store: Store) {
             .await
             .unwrap()
     });
-    assert_eq!(applied, 1);
+    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count();
+    assert_eq!(applied, i64::try_from(shipped).unwrap(), "each migration once");
     let expected = match store.backend() {
         Backend::Sqlite => "Store(SQLite)",
         Backend::Postgres => "Store(PostgreSQL)",
@@ -1192,4 +1196,202 @@ pub(super) async fn api_tokens(store: Store) {
         .await
         .unwrap_err();
     assert!(matches!(reused, StoreError::Duplicate(_)), "{reused:?}");
+}
+
+pub(super) async fn user_timeouts_and_user_count(store: Store) {
+    let a = tenant(&store, "a").await;
+    let b = tenant(&store, "b").await;
+    assert_eq!(
+        store.get_user_timeouts(a.org, a.user).await.unwrap(),
+        UserTimeouts::default()
+    );
+    let mine = UserTimeouts {
+        idle_timeout: Some(Duration::minutes(5)),
+        absolute_lifetime: None,
+    };
+    store.set_user_timeouts(a.org, a.user, mine).await.unwrap();
+    assert_eq!(store.get_user_timeouts(a.org, a.user).await.unwrap(), mine);
+    // Another organization cannot read or write it.
+    assert_eq!(
+        store.get_user_timeouts(b.org, a.user).await.unwrap(),
+        UserTimeouts::default()
+    );
+    assert!(matches!(
+        store.set_user_timeouts(b.org, a.user, mine).await,
+        Err(StoreError::NotInTenant(_))
+    ));
+    assert!(matches!(
+        store
+            .set_user_timeouts(
+                a.org,
+                a.user,
+                UserTimeouts {
+                    idle_timeout: Some(Duration::ZERO),
+                    absolute_lifetime: None
+                }
+            )
+            .await,
+        Err(StoreError::OutOfRange { .. })
+    ));
+    assert_eq!(store.count_users(a.org).await.unwrap(), 1);
+    store
+        .create_user(a.org, "second@a.test", "Second", t0())
+        .await
+        .unwrap();
+    assert_eq!(store.count_users(a.org).await.unwrap(), 2);
+    assert_eq!(store.count_users(b.org).await.unwrap(), 1);
+}
+
+pub(super) async fn setup_tokens_work_once_and_expire(store: Store) {
+    let a = tenant(&store, "a").await;
+    let b = tenant(&store, "b").await;
+    let hash = SetupTokenHash::of(b"setup-token-a");
+    store
+        .create_setup_token(a.org, a.user, &hash, t0(), at(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.peek_setup_token(a.org, &hash, at(10)).await.unwrap(),
+        Some(a.user)
+    );
+    assert_eq!(
+        store.peek_setup_token(b.org, &hash, at(10)).await.unwrap(),
+        None,
+        "tenant-scoped"
+    );
+    assert_eq!(
+        store
+            .peek_setup_token(a.org, &hash, at(3600))
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store
+            .redeem_setup_token(b.org, &hash, "$argon2id$x", at(10))
+            .await
+            .unwrap(),
+        None,
+        "another organization cannot use it"
+    );
+    assert_eq!(
+        store
+            .redeem_setup_token(a.org, &hash, "$argon2id$x", at(10))
+            .await
+            .unwrap(),
+        Some(a.user)
+    );
+    assert_eq!(
+        store
+            .get_password(a.org, a.user)
+            .await
+            .unwrap()
+            .unwrap()
+            .phc,
+        "$argon2id$x"
+    );
+    assert_eq!(
+        store
+            .redeem_setup_token(a.org, &hash, "$argon2id$y", at(11))
+            .await
+            .unwrap(),
+        None,
+        "a token works once"
+    );
+    assert_eq!(
+        store
+            .get_password(a.org, a.user)
+            .await
+            .unwrap()
+            .unwrap()
+            .phc,
+        "$argon2id$x"
+    );
+
+    let late = SetupTokenHash::of(b"setup-token-late");
+    store
+        .create_setup_token(a.org, a.user, &late, t0(), at(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_setup_token(a.org, &late, "$argon2id$z", at(60))
+            .await
+            .unwrap(),
+        None,
+        "an expired token changes nothing"
+    );
+    assert_eq!(
+        store
+            .get_password(a.org, a.user)
+            .await
+            .unwrap()
+            .unwrap()
+            .phc,
+        "$argon2id$x"
+    );
+}
+
+pub(super) async fn external_identities_link_once(store: Store) {
+    let a = tenant(&store, "a").await;
+    let b = tenant(&store, "b").await;
+    assert_eq!(
+        store
+            .find_external_identity(a.org, "okta", "sub-1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .link_external_identity(a.org, "okta", "sub-1", a.user, t0())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .find_external_identity(a.org, "okta", "sub-1")
+            .await
+            .unwrap(),
+        Some(a.user)
+    );
+    assert!(
+        store
+            .link_external_identity(a.org, "okta", "sub-1", a.user, at(5))
+            .await
+            .unwrap(),
+        "a repeat sign-in through the same link"
+    );
+    let other = store
+        .create_user(a.org, "other@a.test", "Other", t0())
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .link_external_identity(a.org, "okta", "sub-1", other.id, at(6))
+            .await
+            .unwrap(),
+        "an existing link is never moved to another user"
+    );
+    assert_eq!(
+        store
+            .find_external_identity(a.org, "okta", "sub-1")
+            .await
+            .unwrap(),
+        Some(a.user)
+    );
+    assert_eq!(
+        store
+            .find_external_identity(b.org, "okta", "sub-1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        store
+            .link_external_identity(b.org, "okta", "sub-1", a.user, t0())
+            .await,
+        Err(StoreError::NotInTenant(_))
+    ));
 }

@@ -52,6 +52,9 @@ store_suite!(
     second_factor_reset,
     role_bindings,
     api_tokens,
+    user_timeouts_and_user_count,
+    setup_tokens_work_once_and_expire,
+    external_identities_link_once,
 );
 
 /// An SQLite database file (with its WAL and shared-memory files) removed on drop.

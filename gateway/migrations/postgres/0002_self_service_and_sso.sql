@@ -1,0 +1,39 @@
+-- Per-user preferences, first-run setup tokens and links to external identities
+-- (PostgreSQL). Same conventions as 0001.
+
+-- A user's own, shorter session timeouts (never longer than the organization's or
+-- the workspace's: the strictest value wins when a session starts).
+CREATE TABLE user_settings (
+    organization_id UUID NOT NULL,
+    user_id UUID NOT NULL,
+    idle_timeout_secs BIGINT CHECK (idle_timeout_secs > 0),
+    absolute_lifetime_secs BIGINT CHECK (absolute_lifetime_secs > 0),
+    PRIMARY KEY (organization_id, user_id),
+    FOREIGN KEY (organization_id, user_id) REFERENCES users (organization_id, id) ON DELETE CASCADE
+);
+
+-- One-time tokens that let the first administrator choose a password
+-- (`portcullis init`). Only the SHA-256 of the token is stored.
+CREATE TABLE setup_tokens (
+    token_hash BYTEA PRIMARY KEY NOT NULL,
+    organization_id UUID NOT NULL,
+    user_id UUID NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    used_at TIMESTAMPTZ,
+    FOREIGN KEY (organization_id, user_id) REFERENCES users (organization_id, id) ON DELETE CASCADE
+);
+
+-- Who a (provider, subject) pair from single sign-on is. Users are linked by the
+-- provider's stable subject, never by email alone.
+CREATE TABLE external_identities (
+    organization_id UUID NOT NULL,
+    provider TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    user_id UUID NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    last_login_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (organization_id, provider, subject),
+    FOREIGN KEY (organization_id, user_id) REFERENCES users (organization_id, id) ON DELETE CASCADE
+);
+CREATE INDEX external_identities_by_user ON external_identities (organization_id, user_id);
