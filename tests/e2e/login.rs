@@ -77,13 +77,21 @@ async fn signed_in_setup() -> (EchoUpstream, Gateway, String, String, String) {
 pub(crate) async fn signed_in_setup_with(
     test_clock: bool,
 ) -> (EchoUpstream, Gateway, String, String, String) {
+    signed_in_setup_extra(test_clock, "").await
+}
+
+/// [`signed_in_setup_with`] plus extra configuration tables.
+pub(crate) async fn signed_in_setup_extra(
+    test_clock: bool,
+    extra: &str,
+) -> (EchoUpstream, Gateway, String, String, String) {
     let upstream = EchoUpstream::start().await;
     let prepared = Gateway::prepare(Setup {
         test_clock,
         internal_port: test_clock.then(crate::support::free_port),
         policy: "bindings = \"bindings.json\"\nenvironment = \"dev\"".into(),
         // Cheap hashing for tests only; production keeps the OWASP default.
-        extra: "[passwords]\nmemory_kib = 64\niterations = 1\n".into(),
+        extra: format!("[passwords]\nmemory_kib = 64\niterations = 1\n{extra}"),
         routes: route("app", "*", "/", &upstream.url(), "websocket = true").replace(
             "access = \"public\"",
             "access = \"protected\"\nresource = 'App::\"app\"'",

@@ -14,9 +14,11 @@
 mod access;
 mod accounts;
 mod cli;
+mod email_code;
 mod hygiene;
 mod lifecycle;
 mod login;
+mod peers;
 mod routing;
 mod streaming;
 mod support;

@@ -79,6 +79,7 @@ pub struct Config {
     pub(crate) policy: PolicyConfig,
     pub(crate) main_key: KeySource,
     pub(crate) login: Option<LoginConfig>,
+    pub(crate) email: Option<EmailConfig>,
     pub(crate) passwords: HashParams,
     pub(crate) sessions: Timeouts,
 }
@@ -89,6 +90,30 @@ pub struct Config {
 pub struct LoginConfig {
     pub(crate) organization: OrganizationId,
     pub(crate) workspace: WorkspaceId,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which is required (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: only for a relay on this machine (loopback).
+    None,
+}
+
+/// `[email]`: where one-time sign-in codes are sent from.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) security: SmtpSecurity,
+    /// The user name and where its password comes from.
+    pub(crate) credentials: Option<(String, KeySource)>,
+    pub(crate) from: String,
+    /// Extra trusted root certificates (PEM) for the SMTP server.
+    pub(crate) ca: Option<PathBuf>,
 }
 
 /// Where the policy bundle and (until the store holds them) role bindings come from.
@@ -305,6 +330,10 @@ impl Config {
                 })
             }
         };
+        let email = raw
+            .email
+            .map(|email| compile_email(&ctx, email))
+            .transpose()?;
         let passwords = HashParams {
             memory_kib: raw
                 .passwords
@@ -356,6 +385,7 @@ impl Config {
             policy,
             main_key,
             login,
+            email,
             passwords,
             sessions,
         })
@@ -854,11 +884,77 @@ fn compile_store(ctx: &Ctx, url: Option<String>) -> Result<StoreUrl, ConfigError
     Err(ctx.invalid("store.url", "must start with `sqlite://` or `postgres://`"))
 }
 
+fn compile_email(ctx: &Ctx, raw: raw::RawEmail) -> Result<EmailConfig, ConfigError> {
+    let host = raw.host.ok_or_else(|| ctx.missing("email.host"))?;
+    if host.is_empty() || host.contains(['/', ' ', ':']) {
+        return Err(ctx.invalid("email.host", format!("`{host}` is not a host name")));
+    }
+    let security = match raw.security.as_deref().unwrap_or("starttls") {
+        "starttls" => SmtpSecurity::StartTls,
+        "tls" => SmtpSecurity::Tls,
+        "none" => SmtpSecurity::None,
+        other => {
+            return Err(ctx.invalid(
+                "email.security",
+                format!("`{other}` is not one of `starttls`, `tls`, `none`"),
+            ));
+        }
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if security == SmtpSecurity::None && !loopback {
+        return Err(ctx.invalid(
+            "email.security",
+            "`none` sends codes in clear text: it is only allowed for a relay on loopback",
+        ));
+    }
+    let port = raw.port.unwrap_or(match security {
+        SmtpSecurity::Tls => 465,
+        SmtpSecurity::StartTls => 587,
+        SmtpSecurity::None => 25,
+    });
+    let credentials = match (raw.username, raw.password) {
+        (None, None) => None,
+        (Some(user), Some(password)) => Some((
+            user,
+            compile_secret_source(ctx, "email.password", Some(password))?,
+        )),
+        (Some(_), None) => return Err(ctx.missing("email.password")),
+        (None, Some(_)) => return Err(ctx.missing("email.username")),
+    };
+    let from = raw.from.ok_or_else(|| ctx.missing("email.from"))?;
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(ctx.invalid(
+            "email.from",
+            format!("`{from}` is not an address such as `Portcullis <no-reply@example.com>`"),
+        ));
+    }
+    Ok(EmailConfig {
+        host,
+        port,
+        security,
+        credentials,
+        from,
+        ca: raw.ca.map(|ca| ctx.resolve(&ca)),
+    })
+}
+
 fn compile_key_source(ctx: &Ctx, source: Option<String>) -> Result<KeySource, ConfigError> {
-    let source = source.ok_or_else(|| ctx.missing("keys.main_key"))?;
+    compile_secret_source(ctx, "keys.main_key", source)
+}
+
+/// A secret's source: `file:PATH` or `env:NAME`, never the secret itself.
+fn compile_secret_source(
+    ctx: &Ctx,
+    key: &str,
+    source: Option<String>,
+) -> Result<KeySource, ConfigError> {
+    let source = source.ok_or_else(|| ctx.missing(key))?;
     if let Some(file) = source.strip_prefix("file:") {
         if file.is_empty() {
-            return Err(ctx.invalid("keys.main_key", "`file:` needs a path"));
+            return Err(ctx.invalid(key, "`file:` needs a path"));
         }
         return Ok(KeySource::File(ctx.resolve(file)));
     }
@@ -872,14 +968,14 @@ fn compile_key_source(ctx: &Ctx, source: Option<String>) -> Result<KeySource, Co
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
         if !valid {
             return Err(ctx.invalid(
-                "keys.main_key",
+                key,
                 format!("`{name}` is not an environment variable name (A-Z, 0-9, _)"),
             ));
         }
         return Ok(KeySource::Env(name.to_owned()));
     }
     Err(ctx.invalid(
-        "keys.main_key",
+        key,
         "must be `file:PATH` or `env:NAME`; the key itself never goes in this file",
     ))
 }

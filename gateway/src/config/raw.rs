@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub(crate) policy: Option<RawPolicy>,
     pub(crate) keys: Option<RawKeys>,
     pub(crate) login: Option<RawLogin>,
+    pub(crate) email: Option<RawEmail>,
     #[serde(default)]
     pub(crate) passwords: RawPasswords,
     #[serde(default)]
@@ -113,6 +114,19 @@ pub struct RawKeys {
 pub struct RawLogin {
     pub(crate) organization: Option<String>,
     pub(crate) workspace: Option<String>,
+}
+
+/// `[email]`: the SMTP server that sends one-time sign-in codes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    pub(crate) host: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) security: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) ca: Option<String>,
 }
 
 /// `[passwords]`: argon2id cost.

@@ -68,7 +68,7 @@ fn syntax_errors_name_line_and_column() {
     check(
         "version = 1\nlisten = \"x\"\n",
         expect![[
-            r#"portcullis.toml: line 2, column 1: unknown field `listen`, expected one of `version`, `listener`, `internal`, `network`, `limits`, `identity`, `store`, `policy`, `keys`, `login`, `passwords`, `sessions`, `route`"#
+            r#"portcullis.toml: line 2, column 1: unknown field `listen`, expected one of `version`, `listener`, `internal`, `network`, `limits`, `identity`, `store`, `policy`, `keys`, `login`, `email`, `passwords`, `sessions`, `route`"#
         ]],
     );
     check(
@@ -335,4 +335,52 @@ fn debug_never_prints_database_credentials() {
         .unwrap_or_else(|err| panic!("{err}"));
     let printed = format!("{config:?}");
     assert!(!printed.contains("hunter2"), "{printed}");
+}
+
+#[test]
+fn email_settings() {
+    let email = |table: &str| with_route(&format!("[email]\n{table}\n"));
+    let config = load(&email(
+        "host = \"smtp.example.com\"\nfrom = \"Portcullis <no-reply@example.com>\"\nusername = \"gw\"\npassword = \"env:SMTP_PASSWORD\"",
+    ))
+    .unwrap_or_else(|err| panic!("{err}"));
+    let smtp = config.email.as_ref().unwrap();
+    assert_eq!(
+        (smtp.port, smtp.security),
+        (587, super::SmtpSecurity::StartTls)
+    );
+    assert_eq!(
+        smtp.credentials,
+        Some(("gw".to_owned(), KeySource::Env("SMTP_PASSWORD".into())))
+    );
+    check(
+        &email("host = \"smtp.example.com\"\nsecurity = \"none\"\nfrom = \"a@example.com\""),
+        expect![[
+            r#"portcullis.toml: `email.security`: `none` sends codes in clear text: it is only allowed for a relay on loopback"#
+        ]],
+    );
+    check(
+        &email("host = \"127.0.0.1\"\nsecurity = \"plain\"\nfrom = \"a@example.com\""),
+        expect![[
+            r#"portcullis.toml: `email.security`: `plain` is not one of `starttls`, `tls`, `none`"#
+        ]],
+    );
+    check(
+        &email(
+            "host = \"smtp.example.com\"\nfrom = \"a@example.com\"\nusername = \"gw\"\npassword = \"hunter2\"",
+        ),
+        expect![[
+            r#"portcullis.toml: `email.password`: must be `file:PATH` or `env:NAME`; the key itself never goes in this file"#
+        ]],
+    );
+    check(
+        &email("host = \"smtp.example.com\"\nfrom = \"not an address\""),
+        expect![[
+            r#"portcullis.toml: `email.from`: `not an address` is not an address such as `Portcullis <no-reply@example.com>`"#
+        ]],
+    );
+    check(
+        &email("host = \"smtp.example.com\"\nfrom = \"a@example.com\"\nusername = \"gw\""),
+        expect![[r#"portcullis.toml: `email.password`: is required"#]],
+    );
 }

@@ -427,7 +427,8 @@ impl Login {
             self.sessions
                 .revoke_user(self.config.organization, user, now)
                 .await?;
-            self.start_session(user, mfa_done, now).await
+            self.start_session(user, AuthMethod::Password, mfa_done, now)
+                .await
         }
         .await;
         let cookie = match stored {

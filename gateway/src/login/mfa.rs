@@ -51,6 +51,8 @@ pub(super) struct Pending {
     pub(super) purpose: Purpose,
     /// Whether a second factor was already verified (for a password change).
     pub(super) mfa_done: bool,
+    /// How the first factor was proven (the session records it).
+    pub(super) auth_method: AuthMethod,
     pub(super) attempts: AtomicU32,
     /// The session this replaces, for a signed-in user who enrols.
     pub(super) replaces: Option<(WorkspaceId, SessionHash)>,
@@ -68,6 +70,7 @@ impl Login {
         return_to: &str,
         purpose: Purpose,
         replaces: Option<(WorkspaceId, SessionHash)>,
+        auth_method: AuthMethod,
     ) -> http::Response<Body> {
         let pending = Pending {
             user,
@@ -75,6 +78,7 @@ impl Login {
             return_to: return_to.to_owned(),
             purpose,
             mfa_done: false,
+            auth_method,
             attempts: AtomicU32::new(0),
             replaces,
         };
@@ -136,6 +140,7 @@ impl Login {
                         "/",
                         Purpose::Enrol,
                         Some((workspace, hash)),
+                        AuthMethod::Password,
                     )
                     .await
                 }
@@ -242,7 +247,9 @@ impl Login {
 
     async fn finish(&self, pending: &Pending, now: OffsetDateTime) -> http::Response<Body> {
         let expired = match self.password_expired(pending.user, now).await {
-            Ok(expired) => pending.replaces.is_none() && expired,
+            Ok(expired) => {
+                pending.replaces.is_none() && pending.auth_method == AuthMethod::Password && expired
+            }
             Err(err) => {
                 tracing::error!(error = %err, "could not check password expiry");
                 return pages::message(
@@ -265,7 +272,10 @@ impl Login {
                 "Signing in is not possible right now.",
             );
         }
-        let cookie = match self.start_session(pending.user, true, now).await {
+        let cookie = match self
+            .start_session(pending.user, pending.auth_method, true, now)
+            .await
+        {
             Ok(cookie) => cookie,
             Err(err) => {
                 tracing::error!(error = %err, "could not start a session");
@@ -316,6 +326,7 @@ impl Login {
             return_to: pending.return_to.clone(),
             purpose: Purpose::ChangePassword,
             mfa_done: true,
+            auth_method: pending.auth_method,
             attempts: AtomicU32::new(0),
             replaces: None,
         };

@@ -10,6 +10,7 @@
 //! across accounts. Counters expire on their own after the window (the unlock path).
 
 pub mod account;
+pub mod email_code;
 pub mod mfa;
 pub mod pages;
 pub mod password;
@@ -50,6 +51,7 @@ pub fn is_login_path(path: &str) -> bool {
             | account::ACCOUNT_PATH
             | account::PASSWORD_PATH
             | account::SETUP_PATH
+            | email_code::EMAIL_CODE_PATH
     )
 }
 
@@ -83,6 +85,7 @@ pub struct Login {
     default_timeouts: Timeouts,
     failures: Cache<String, Arc<AtomicU32>>,
     pending: mfa::PendingSignIns,
+    email_codes: Option<email_code::EmailCodes>,
 }
 
 impl Login {
@@ -102,6 +105,7 @@ impl Login {
             secrets,
             config,
             default_timeouts,
+            email_codes: None,
             failures: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(WINDOW)
@@ -113,7 +117,20 @@ impl Login {
         }
     }
 
-    /// Serves `/.portcullis/login`, `/.portcullis/logout` and `/.portcullis/2fa`.
+    /// Enables sign-in codes by email, sent by `mailer`.
+    pub fn with_email_codes(mut self, mailer: email_code::Mailer) -> Login {
+        self.email_codes = Some(email_code::EmailCodes::new(mailer));
+        self
+    }
+
+    /// What the sign-in page offers besides the password form.
+    fn login_options(&self) -> pages::LoginOptions {
+        pages::LoginOptions {
+            email_code: self.email_codes.is_some(),
+        }
+    }
+
+    /// Serves the browser flows under `/.portcullis/` (see [`is_login_path`]).
     pub async fn handle(
         &self,
         path: &str,
@@ -127,7 +144,14 @@ impl Login {
                 let (csrf, set) = csrf_token(request.headers());
                 let return_to = redirect::return_target(return_to.as_deref());
                 with_csrf_cookie(
-                    pages::login(StatusCode::OK, &csrf, &return_to, "", None),
+                    pages::login(
+                        StatusCode::OK,
+                        &csrf,
+                        &return_to,
+                        "",
+                        None,
+                        &self.login_options(),
+                    ),
                     set,
                     &csrf,
                 )
@@ -178,6 +202,9 @@ impl Login {
                     account::ACCOUNT_PATH => self.account_submit(&headers, &form).await,
                     account::PASSWORD_PATH => self.password_submit(&headers, &form, origin).await,
                     account::SETUP_PATH => self.setup_submit(&form, origin).await,
+                    email_code::EMAIL_CODE_PATH => {
+                        self.email_code_submit(&headers, &form, origin).await
+                    }
                     _ => {
                         let csrf = form.get("csrf").unwrap_or_default();
                         self.second_factor_submit(
@@ -214,6 +241,7 @@ impl Login {
                 &return_to,
                 &email,
                 Some("Too many attempts. Wait a few minutes and try again."),
+                &self.login_options(),
             );
         }
         let now = crate::clock::now_utc();
@@ -223,7 +251,14 @@ impl Login {
                 match self.second_factor_for(user).await {
                     Ok(Some(purpose)) => {
                         return self
-                            .begin_second_factor(user, &email, &return_to, purpose, None)
+                            .begin_second_factor(
+                                user,
+                                &email,
+                                &return_to,
+                                purpose,
+                                None,
+                                AuthMethod::Password,
+                            )
                             .await;
                     }
                     Ok(None) => {}
@@ -247,6 +282,7 @@ impl Login {
                                 return_to: return_to.clone(),
                                 purpose: mfa::Purpose::ChangePassword,
                                 mfa_done: false,
+                                auth_method: AuthMethod::Password,
                                 attempts: AtomicU32::new(0),
                                 replaces: None,
                             })
@@ -262,7 +298,10 @@ impl Login {
                         );
                     }
                 }
-                match self.start_session(user, false, now).await {
+                match self
+                    .start_session(user, AuthMethod::Password, false, now)
+                    .await
+                {
                     Ok(cookie) => {
                         tracing::info!(user.id = %user, client.ip = %origin.client, "signed in");
                         redirect_with_cookie(&return_to, session::set_cookie(&cookie))
@@ -287,6 +326,7 @@ impl Login {
                     &return_to,
                     &email,
                     Some("Invalid email or password."),
+                    &self.login_options(),
                 )
             }
             Err(err) => {
@@ -334,9 +374,59 @@ impl Login {
         Ok(Some(user.id))
     }
 
+    /// After a first factor other than a password (an email code, single sign-on): the
+    /// organization's second factor if it is owed (`idp_mfa`: the identity provider
+    /// already asserted one we trust), else a session.
+    pub(super) async fn complete_first_factor(
+        &self,
+        user: crate::store::UserId,
+        email: &str,
+        return_to: &str,
+        method: AuthMethod,
+        idp_mfa: bool,
+    ) -> Response<Body> {
+        let now = crate::clock::now_utc();
+        let owed = if idp_mfa {
+            Ok(None)
+        } else {
+            self.second_factor_for(user).await
+        };
+        match owed {
+            Ok(Some(purpose)) => {
+                return self
+                    .begin_second_factor(user, email, return_to, purpose, None, method)
+                    .await;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::error!(error = %err, "could not check the second factor");
+                return pages::message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again later",
+                    "Signing in is not possible right now.",
+                );
+            }
+        }
+        match self.start_session(user, method, idp_mfa, now).await {
+            Ok(cookie) => {
+                tracing::info!(user.id = %user, method = method.as_str(), "signed in");
+                redirect_with_cookie(return_to, session::set_cookie(&cookie))
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "could not start a session");
+                pages::message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again later",
+                    "Signing in is not possible right now.",
+                )
+            }
+        }
+    }
+
     async fn start_session(
         &self,
         user: crate::store::UserId,
+        method: AuthMethod,
         mfa_done: bool,
         now: OffsetDateTime,
     ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
@@ -362,14 +452,7 @@ impl Login {
         );
         Ok(self
             .sessions
-            .create(
-                self.config.workspace,
-                user,
-                timeouts,
-                AuthMethod::Password,
-                mfa_done,
-                now,
-            )
+            .create(self.config.workspace, user, timeouts, method, mfa_done, now)
             .await?)
     }
 

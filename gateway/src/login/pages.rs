@@ -58,6 +58,13 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     response
 }
 
+/// What the sign-in page offers besides the password form.
+#[derive(Debug, Clone, Default)]
+pub struct LoginOptions {
+    /// A one-time code by email.
+    pub email_code: bool,
+}
+
 /// The sign-in form. `error` is shown above it (already generic).
 pub fn login(
     status: StatusCode,
@@ -65,8 +72,23 @@ pub fn login(
     return_to: &str,
     email: &str,
     error: Option<&str>,
+    options: &LoginOptions,
 ) -> Response<Body> {
     let error = error_block(error);
+    let email_code = if options.email_code {
+        format!(
+            "<h2>Or get a code by email</h2><form method=\"post\" action=\"/.portcullis/email-code\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"rd\" value=\"{return_to}\">\
+             <label for=\"code-email\">Email</label>\
+             <input id=\"code-email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
+             <button type=\"submit\">Email me a sign-in code</button></form>",
+            csrf = escape(csrf),
+            return_to = escape(return_to),
+        )
+    } else {
+        String::new()
+    };
     page(
         status,
         "Sign in",
@@ -78,10 +100,29 @@ pub fn login(
              <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{email}\">\
              <label for=\"password\">Password</label>\
              <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\">Sign in</button></form>",
+             <button type=\"submit\">Sign in</button></form>{email_code}",
             csrf = escape(csrf),
             return_to = escape(return_to),
             email = escape(email),
+        ),
+    )
+}
+
+/// The form for a code sent by email.
+pub fn email_code(status: StatusCode, csrf: &str, error: Option<&str>) -> Response<Body> {
+    page(
+        status,
+        "Check your email",
+        &format!(
+            "<h1>Check your email</h1>{}<p>If the address has an account here, we sent it a sign-in \
+             code. It works for 10 minutes, in this browser only.</p>\
+             <form method=\"post\" action=\"/.portcullis/email-code\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <label for=\"code\">Sign-in code</label>\
+             <input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required>\
+             <button type=\"submit\">Sign in</button></form>",
+            error_block(error),
+            escape(csrf)
         ),
     )
 }

@@ -34,6 +34,7 @@ use crate::authz::bindings::StoreBindings;
 use crate::clock;
 use crate::config::{Access, Config};
 use crate::crypto::{SecretBox, SigningKey};
+use crate::login::email_code::{Mailer, MailerError};
 use crate::login::password::{PasswordError, PasswordHasher};
 use crate::login::{LOGIN_PATH, Login, Origin};
 use crate::net::client_ip::{TrustedProxies, client_ip};
@@ -72,6 +73,9 @@ pub enum GatewayError {
     /// The password hasher's parameters are invalid.
     #[error(transparent)]
     Passwords(#[from] PasswordError),
+    /// The mailer for sign-in codes could not be set up.
+    #[error(transparent)]
+    Mailer(#[from] MailerError),
 }
 
 /// What the gateway knows about the connection a request came on.
@@ -101,7 +105,7 @@ impl Gateway {
                 let concurrency = std::thread::available_parallelism().map_or(2, usize::from);
                 let hasher = PasswordHasher::new(config.passwords, concurrency)?;
                 let sessions = Arc::new(Sessions::new(store.clone()));
-                let login = Login::new(
+                let mut login = Login::new(
                     store.clone(),
                     Arc::clone(&sessions),
                     hasher,
@@ -109,6 +113,10 @@ impl Gateway {
                     login_config,
                     config.sessions,
                 );
+                if let Some(email) = &config.email {
+                    login = login
+                        .with_email_codes(Mailer::new(email, &|name| std::env::var(name).ok())?);
+                }
                 (Some(sessions), Some(login))
             }
         };

@@ -92,7 +92,11 @@ pub(super) async fn migrations_apply_twice(store: Store) {
     let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
         .unwrap()
         .count();
-    assert_eq!(applied, i64::try_from(shipped).unwrap(), "each migration once");
+    assert_eq!(
+        applied,
+        i64::try_from(shipped).unwrap(),
+        "each migration once"
+    );
     let expected = match store.backend() {
         Backend::Sqlite => "Store(SQLite)",
         Backend::Postgres => "Store(PostgreSQL)",
