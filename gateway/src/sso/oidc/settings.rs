@@ -22,7 +22,7 @@ pub struct OidcSettings {
     /// Which kind of provider this is; presets derive the issuer.
     #[serde(default)]
     pub preset: OidcPreset,
-    /// The Microsoft Entra ID tenant (a GUID or a verified domain); only for `microsoft`.
+    /// The Microsoft Entra ID directory (tenant) id, a GUID; only for `microsoft`.
     pub tenant: Option<String>,
     /// The issuer identifier; required for `generic`, derived for presets.
     pub issuer: Option<String>,
@@ -204,19 +204,14 @@ impl OidcSettings {
                         "oidc provider `{id}`: the microsoft preset needs `tenant`"
                     ));
                 };
-                let tenant_ok = !tenant.is_empty()
-                    && tenant.len() <= 253
-                    && tenant
-                        .bytes()
-                        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.');
-                if !tenant_ok {
-                    return Err(format!(
-                        "oidc provider `{id}`: tenant `{tenant}` must be a tenant id or domain"
-                    ));
-                }
                 if MICROSOFT_MULTI_TENANT.contains(&tenant.to_ascii_lowercase().as_str()) {
                     return Err(format!(
-                        "oidc provider `{id}`: tenant `{tenant}` accepts many tenants, whose ID tokens cannot be tied to one issuer; use your tenant id"
+                        "oidc provider `{id}`: tenant `{tenant}` accepts many tenants, whose ID tokens cannot be tied to one issuer; use your directory (tenant) id"
+                    ));
+                }
+                if !is_guid(tenant) {
+                    return Err(format!(
+                        "oidc provider `{id}`: tenant `{tenant}` must be the directory (tenant) id, a GUID: Entra ID names its issuer by id, not by domain"
                     ));
                 }
                 Ok(format!("https://login.microsoftonline.com/{tenant}/v2.0"))
@@ -265,6 +260,16 @@ fn signing_alg(name: &str) -> Option<CoreJwsSigningAlgorithm> {
         "HS512" => Alg::HmacSha512,
         _ => return None,
     })
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.

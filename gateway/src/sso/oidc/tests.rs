@@ -46,14 +46,14 @@ fn presets_derive_their_issuers() {
         r#"
         id = "entra"
         preset = "microsoft"
-        tenant = "contoso.onmicrosoft.com"
+        tenant = "9188040d-6c67-4c5b-b112-36a304b66dad"
         client_id = "x"
         client_secret = "y"
         "#,
     );
     assert_eq!(
         microsoft.issuer_url().unwrap(),
-        "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"
+        "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"
     );
 }
 
@@ -86,7 +86,23 @@ fn settings_errors_are_clear() {
                tenant = "common"
                client_id = "x"
                client_secret = "y""#,
-            "oidc provider `a`: tenant `common` accepts many tenants, whose ID tokens cannot be tied to one issuer; use your tenant id",
+            "oidc provider `a`: tenant `common` accepts many tenants, whose ID tokens cannot be tied to one issuer; use your directory (tenant) id",
+        ),
+        (
+            r#"id = "a"
+               preset = "microsoft"
+               tenant = "contoso.onmicrosoft.com"
+               client_id = "x"
+               client_secret = "y""#,
+            "oidc provider `a`: tenant `contoso.onmicrosoft.com` must be the directory (tenant) id, a GUID: Entra ID names its issuer by id, not by domain",
+        ),
+        (
+            r#"id = "a"
+               preset = "google"
+               issuer = "https://evil.example.com"
+               client_id = "x"
+               client_secret = "y""#,
+            "oidc provider `a`: the google preset sets the issuer; remove `issuer` and `tenant`",
         ),
         (
             r#"id = "a"
@@ -163,6 +179,27 @@ fn client_secret_is_read_through_the_lookup_and_never_debug_printed() {
         missing.resolve_client_secret(&|_| None).unwrap_err(),
         "oidc provider `a`: environment variable `IDP_SECRET` (client_secret_env) is not set"
     );
+}
+
+/// The integration runs `complete` inside hyper services and spawned tasks.
+#[test]
+fn sign_in_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_sync<T: Send + Sync>() {}
+    assert_sync::<OidcProvider>();
+    assert_sync::<PendingOidc>();
+    if false {
+        let settings = settings("id = \"a\"\nclient_id = \"x\"");
+        assert_send(&discover(&settings, "https://gw/callback"));
+        let provider: &OidcProvider = unreachable_provider();
+        let (_, pending) = provider.begin(None);
+        let callback = CallbackParams::default();
+        assert_send(&provider.complete(&pending, &callback, crate::clock::now_utc()));
+    }
+}
+
+fn unreachable_provider() -> &'static OidcProvider {
+    unreachable!("only used for type checks")
 }
 
 #[test]
