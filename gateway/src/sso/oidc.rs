@@ -696,6 +696,21 @@ impl PendingOidc {
     }
 }
 
+/// Manual because the crate's PKCE verifier is not `Clone`; caches such as moka need
+/// their values to be.
+impl Clone for PendingOidc {
+    fn clone(&self) -> PendingOidc {
+        PendingOidc {
+            provider: self.provider.clone(),
+            state: self.state.clone(),
+            nonce: self.nonce.clone(),
+            pkce_verifier: PkceCodeVerifier::new(self.pkce_verifier.secret().clone()),
+            max_age: self.max_age,
+            created: self.created,
+        }
+    }
+}
+
 impl fmt::Debug for PendingOidc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PendingOidc")
