@@ -6,6 +6,8 @@
 //! The login flow decides what the identity means (which user, which roles, whether a
 //! second factor is still owed).
 
+pub mod saml;
+
 use time::OffsetDateTime;
 
 /// A verified statement by a configured identity provider about who signed in.
