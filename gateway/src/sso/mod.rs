@@ -7,6 +7,7 @@
 //! second factor is still owed).
 
 pub mod oidc;
+pub mod saml;
 
 use time::OffsetDateTime;
 
