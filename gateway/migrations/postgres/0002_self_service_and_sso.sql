@@ -37,3 +37,12 @@ CREATE TABLE external_identities (
     FOREIGN KEY (organization_id, user_id) REFERENCES users (organization_id, id) ON DELETE CASCADE
 );
 CREATE INDEX external_identities_by_user ON external_identities (organization_id, user_id);
+
+-- Where a role binding came from: `manual` (CLI, console) or `sso:<provider>` (mapped
+-- from the identity provider's groups and re-evaluated at each sign-in through it).
+ALTER TABLE role_bindings ADD COLUMN source TEXT NOT NULL DEFAULT 'manual';
+
+-- Organizations (and workspaces) may require single sign-on: no password or email-code
+-- sign-in for their members.
+ALTER TABLE organization_settings ADD COLUMN require_sso BOOLEAN;
+ALTER TABLE workspace_settings ADD COLUMN require_sso BOOLEAN;

@@ -46,6 +46,10 @@ pub struct SettingsArgs {
     /// Whether every user must use a second factor.
     #[arg(long)]
     require_2fa: Option<bool>,
+    /// Whether members must sign in through single sign-on (password and email-code
+    /// sign-in refused).
+    #[arg(long)]
+    require_sso: Option<bool>,
     /// The password profile: `nist` or `compliance`.
     #[arg(long)]
     password_profile: Option<String>,
@@ -74,6 +78,9 @@ impl SettingsArgs {
         if let Some(required) = self.require_2fa {
             settings.require_2fa = Some(required);
         }
+        if let Some(required) = self.require_sso {
+            settings.require_sso = Some(required);
+        }
         if let Some(profile) = &self.password_profile {
             let profile =
                 password::PasswordProfile::parse(Some(profile)).map_err(anyhow::Error::msg)?;
@@ -96,6 +103,12 @@ fn print_settings(settings: &Settings) {
         "require_2fa\t{}",
         settings
             .require_2fa
+            .map_or("unset".to_owned(), |b| b.to_string())
+    );
+    println!(
+        "require_sso\t{}",
+        settings
+            .require_sso
             .map_or("unset".to_owned(), |b| b.to_string())
     );
     println!(

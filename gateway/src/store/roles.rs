@@ -106,4 +106,50 @@ impl Store {
                 .await?
         }))
     }
+
+    /// Makes the bindings that single sign-on through `provider` granted the user in
+    /// this workspace exactly `bindings`, in one transaction: mapped bindings the
+    /// provider no longer asserts are removed; manual bindings are never touched (a
+    /// mapped binding equal to a manual one leaves the manual one in place).
+    pub async fn sync_provider_role_bindings(
+        &self,
+        workspace: WorkspaceId,
+        user: UserId,
+        provider: &str,
+        bindings: &[(String, RoleScope)],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        const DELETE: &str =
+            "DELETE FROM role_bindings WHERE workspace_id = $1 AND user_id = $2 AND source = $3";
+        const INSERT: &str = "INSERT INTO role_bindings \
+             (workspace_id, organization_id, user_id, role, scope_type, scope_id, created_at, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (workspace_id, user_id, role, scope_type, scope_id) DO NOTHING";
+        let organization = self.workspace_organization(workspace).await?;
+        let source = format!("sso:{provider}");
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(DELETE)
+                .bind(workspace)
+                .bind(user)
+                .bind(&source)
+                .execute(&mut *tx)
+                .await?;
+            for (role, scope) in bindings {
+                sqlx::query(INSERT)
+                    .bind(workspace)
+                    .bind(organization)
+                    .bind(user)
+                    .bind(role)
+                    .bind(&scope.entity_type)
+                    .bind(&scope.entity_id)
+                    .bind(stored_time(now))
+                    .bind(&source)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
 }

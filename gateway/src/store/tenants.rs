@@ -94,6 +94,8 @@ pub struct Settings {
     pub absolute_lifetime: Option<Duration>,
     /// Whether every user must use a second factor.
     pub require_2fa: Option<bool>,
+    /// Whether members must sign in through single sign-on (no password, no email code).
+    pub require_sso: Option<bool>,
     /// The name of the password policy profile (for example `nist` or `compliance`).
     pub password_profile: Option<String>,
     /// Client networks allowed to reach the tenant's routes.
@@ -105,6 +107,7 @@ struct SettingsRow {
     idle_timeout_secs: Option<i64>,
     absolute_lifetime_secs: Option<i64>,
     require_2fa: Option<bool>,
+    require_sso: Option<bool>,
     password_profile: Option<String>,
     ip_allowlist: Option<Json<Vec<IpNetwork>>>,
 }
@@ -115,6 +118,7 @@ impl From<SettingsRow> for Settings {
             idle_timeout: row.idle_timeout_secs.map(Duration::seconds),
             absolute_lifetime: row.absolute_lifetime_secs.map(Duration::seconds),
             require_2fa: row.require_2fa,
+            require_sso: row.require_sso,
             password_profile: row.password_profile,
             ip_allowlist: row.ip_allowlist.map(|Json(list)| list),
         }
@@ -228,7 +232,7 @@ impl Store {
         &self,
         organization: OrganizationId,
     ) -> Result<Settings, StoreError> {
-        const SQL: &str = "SELECT idle_timeout_secs, absolute_lifetime_secs, require_2fa, \
+        const SQL: &str = "SELECT idle_timeout_secs, absolute_lifetime_secs, require_2fa, require_sso, \
              password_profile, ip_allowlist FROM organization_settings WHERE organization_id = $1";
         let row = with_pool!(self, |pool| {
             sqlx::query_as::<_, SettingsRow>(SQL)
@@ -246,13 +250,13 @@ impl Store {
         settings: &Settings,
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO organization_settings (organization_id, idle_timeout_secs, \
-             absolute_lifetime_secs, require_2fa, password_profile, ip_allowlist) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+             absolute_lifetime_secs, require_2fa, password_profile, ip_allowlist, require_sso) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (organization_id) DO UPDATE SET \
              idle_timeout_secs = excluded.idle_timeout_secs, \
              absolute_lifetime_secs = excluded.absolute_lifetime_secs, \
              require_2fa = excluded.require_2fa, password_profile = excluded.password_profile, \
-             ip_allowlist = excluded.ip_allowlist";
+             ip_allowlist = excluded.ip_allowlist, require_sso = excluded.require_sso";
         with_pool!(self, |pool| {
             sqlx::query(SQL)
                 .bind(organization)
@@ -261,6 +265,7 @@ impl Store {
                 .bind(settings.require_2fa)
                 .bind(settings.password_profile.as_deref())
                 .bind(settings.ip_allowlist.as_ref().map(Json))
+                .bind(settings.require_sso)
                 .execute(pool)
                 .await?;
         });
@@ -273,7 +278,7 @@ impl Store {
         &self,
         workspace: WorkspaceId,
     ) -> Result<Settings, StoreError> {
-        const SQL: &str = "SELECT idle_timeout_secs, absolute_lifetime_secs, require_2fa, \
+        const SQL: &str = "SELECT idle_timeout_secs, absolute_lifetime_secs, require_2fa, require_sso, \
              password_profile, ip_allowlist FROM workspace_settings WHERE workspace_id = $1";
         let row = with_pool!(self, |pool| {
             sqlx::query_as::<_, SettingsRow>(SQL)
@@ -291,13 +296,13 @@ impl Store {
         settings: &Settings,
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO workspace_settings (workspace_id, organization_id, \
-             idle_timeout_secs, absolute_lifetime_secs, require_2fa, password_profile, ip_allowlist) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             idle_timeout_secs, absolute_lifetime_secs, require_2fa, password_profile, ip_allowlist, require_sso) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (workspace_id) DO UPDATE SET \
              idle_timeout_secs = excluded.idle_timeout_secs, \
              absolute_lifetime_secs = excluded.absolute_lifetime_secs, \
              require_2fa = excluded.require_2fa, password_profile = excluded.password_profile, \
-             ip_allowlist = excluded.ip_allowlist";
+             ip_allowlist = excluded.ip_allowlist, require_sso = excluded.require_sso";
         let organization = self.workspace_organization(workspace).await?;
         with_pool!(self, |pool| {
             sqlx::query(SQL)
@@ -308,6 +313,7 @@ impl Store {
                 .bind(settings.require_2fa)
                 .bind(settings.password_profile.as_deref())
                 .bind(settings.ip_allowlist.as_ref().map(Json))
+                .bind(settings.require_sso)
                 .execute(pool)
                 .await?;
         });

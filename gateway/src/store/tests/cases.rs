@@ -159,6 +159,7 @@ pub(super) async fn organizations_workspaces_and_settings(store: Store) {
         idle_timeout: Some(Duration::minutes(30)),
         absolute_lifetime: Some(Duration::hours(12)),
         require_2fa: Some(true),
+        require_sso: Some(false),
         password_profile: Some("nist".to_owned()),
         ip_allowlist: Some(vec![
             "10.0.0.0/8".parse().unwrap(),
@@ -195,6 +196,7 @@ pub(super) async fn organizations_workspaces_and_settings(store: Store) {
     };
     let workspace_settings = Settings {
         require_2fa: Some(false),
+        require_sso: None,
         ip_allowlist: Some(vec!["192.0.2.0/24".parse().unwrap()]),
         ..Settings::default()
     };
@@ -1398,4 +1400,90 @@ pub(super) async fn external_identities_link_once(store: Store) {
             .await,
         Err(StoreError::NotInTenant(_))
     ));
+}
+
+pub(super) async fn provider_role_bindings_sync_without_touching_manual_ones(store: Store) {
+    let a = tenant(&store, "a").await;
+    let scope = |id: &str| RoleScope {
+        entity_type: "App".into(),
+        entity_id: id.into(),
+    };
+    store
+        .add_role_binding(a.workspace, a.user, "admin", &scope("console"), t0())
+        .await
+        .unwrap();
+    let mapped = vec![
+        ("operator".to_owned(), scope("wiki")),
+        ("admin".to_owned(), scope("console")),
+    ];
+    store
+        .sync_provider_role_bindings(a.workspace, a.user, "okta", &mapped, t0())
+        .await
+        .unwrap();
+    let roles = |list: Vec<crate::store::RoleBinding>| -> Vec<String> {
+        list.into_iter()
+            .map(|b| format!("{}@{}", b.role, b.scope.entity_id))
+            .collect()
+    };
+    assert_eq!(
+        roles(
+            store
+                .list_user_role_bindings(a.workspace, a.user)
+                .await
+                .unwrap()
+        ),
+        ["admin@console", "operator@wiki"]
+    );
+    // The provider stops asserting both groups: its own binding goes, the manual stays.
+    store
+        .sync_provider_role_bindings(a.workspace, a.user, "okta", &[], at(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        roles(
+            store
+                .list_user_role_bindings(a.workspace, a.user)
+                .await
+                .unwrap()
+        ),
+        ["admin@console"]
+    );
+    // Another provider's bindings are its own.
+    store
+        .sync_provider_role_bindings(
+            a.workspace,
+            a.user,
+            "entra",
+            &[("analyst".into(), scope("wiki"))],
+            at(61),
+        )
+        .await
+        .unwrap();
+    store
+        .sync_provider_role_bindings(a.workspace, a.user, "okta", &[], at(62))
+        .await
+        .unwrap();
+    assert_eq!(
+        roles(
+            store
+                .list_user_role_bindings(a.workspace, a.user)
+                .await
+                .unwrap()
+        ),
+        ["admin@console", "analyst@wiki"]
+    );
+    let mut settings = store.get_organization_settings(a.org).await.unwrap();
+    settings.require_sso = Some(true);
+    store
+        .set_organization_settings(a.org, &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_organization_settings(a.org)
+            .await
+            .unwrap()
+            .require_sso,
+        Some(true)
+    );
 }

@@ -55,6 +55,7 @@ store_suite!(
     user_timeouts_and_user_count,
     setup_tokens_work_once_and_expire,
     external_identities_link_once,
+    provider_role_bindings_sync_without_touching_manual_ones,
 );
 
 /// An SQLite database file (with its WAL and shared-memory files) removed on drop.
