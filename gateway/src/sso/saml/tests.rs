@@ -767,6 +767,7 @@ fn sp_metadata_names_the_acs_and_entity_and_prefers_persistent_nameids() {
     );
     assert!(metadata.contains(NAMEID_PERSISTENT), "{metadata}");
     assert!(!metadata.contains("SingleLogoutService"), "{metadata}");
+    assert!(!metadata.contains("validUntil"), "{metadata}");
 }
 
 fn check_settings(toml_text: &str, expected: Expect) {
