@@ -49,7 +49,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use self::http::{HttpError, Origin, ProviderHttp};
+pub use self::http::HttpError;
+use self::http::{Origin, ProviderHttp};
 pub use self::settings::{OidcPreset, OidcSettings, SecretString};
 use super::ExternalIdentity;
 

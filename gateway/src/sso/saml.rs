@@ -537,13 +537,17 @@ impl SamlProvider {
     }
 
     /// Our SP metadata: entity id, the ACS endpoint (HTTP-POST), persistent NameIDs
-    /// preferred, assertions wanted signed, no single logout.
+    /// preferred, assertions wanted signed, no single logout, no expiry.
     pub fn metadata_xml(&self) -> Result<String, SamlError> {
         let mut descriptor = self
             .solicited
             .metadata()
             .map_err(|_| SamlError::Build("SP metadata"))?;
+        // samael stamps a validUntil 48 hours ahead; IdPs that honour it would stop
+        // trusting a copy uploaded once. Our metadata does not expire by itself.
+        descriptor.valid_until = None;
         for sp in descriptor.sp_sso_descriptors.iter_mut().flatten() {
+            sp.valid_until = None;
             sp.single_logout_services = None;
             sp.name_id_formats = Some(vec![NAMEID_PERSISTENT.to_string()]);
         }
@@ -928,17 +932,17 @@ fn subject_of(assertion: &Assertion, raw_name_id: Option<&str>) -> Result<String
             ));
         }
     }
-    let value = name_id.value.as_str();
-    if raw_name_id != Some(value) {
+    // Surrounding whitespace (a pretty-printed NameID) is not part of the value.
+    let value = name_id.value.trim();
+    if raw_name_id.map(str::trim) != Some(value) {
         return Err(SamlError::NameId("the XML parsers read different values"));
     }
-    if value.trim().is_empty()
-        || value.trim() != value
+    if value.is_empty()
         || value.chars().count() > MAX_NAME_ID_CHARS
         || value.chars().any(char::is_control)
     {
         return Err(SamlError::NameId(
-            "empty, padded, too long or with control characters",
+            "empty, too long or with control characters",
         ));
     }
     Ok(value.to_string())

@@ -40,7 +40,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -109,7 +108,6 @@ class Idp:
             "idp": generate_key_pair(key_dir, "idp-signing"),
             "other": generate_key_pair(key_dir, "not-in-metadata"),
         }
-        self.lock = threading.Lock()
 
     def config(self, key_name, with_sp=True):
         key_file, cert_file = self.keys[key_name]

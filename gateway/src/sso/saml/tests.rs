@@ -767,6 +767,7 @@ fn sp_metadata_names_the_acs_and_entity_and_prefers_persistent_nameids() {
     );
     assert!(metadata.contains(NAMEID_PERSISTENT), "{metadata}");
     assert!(!metadata.contains("SingleLogoutService"), "{metadata}");
+    assert!(!metadata.contains("validUntil"), "{metadata}");
 }
 
 fn check_settings(toml_text: &str, expected: Expect) {
@@ -851,4 +852,112 @@ fn replay_cache_forgets_entries_once_they_can_no_longer_be_accepted() {
         )
         .expect("other id");
     assert_eq!(cache.seen.len(), 1, "the expired entry was dropped");
+}
+
+#[test]
+fn assertion_from_an_issuer_other_than_the_metadata_entity_is_rejected() {
+    let Some(idp) = Idp::start() else { return };
+    let provider = idp.provider(&settings());
+    let metadata = idp.metadata().replace(
+        &format!("entityID=\"{}/metadata\"", idp.base),
+        "entityID=\"https://another-idp.example/metadata\"",
+    );
+    let impostor_trusting = SamlProvider::new(&settings(), &metadata, BASE).expect("provider");
+    let login = idp.login(&provider, "");
+    let result = complete(&impostor_trusting, &login.xml, &login.pending);
+    assert_eq!(result.map_err(|e| e.code()), Err("issuer"));
+}
+
+const P: &str = r#"xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#;
+
+fn check_raw(xml: &str, expected: Expect) {
+    let actual = match raw::inspect(xml) {
+        Ok(raw) => format!(
+            "ok: destination={:?} in_response_to={:?} status={:?} name_id={:?}",
+            raw.destination, raw.in_response_to, raw.status_code, raw.name_id
+        ),
+        Err(error) => format!("{}: {error}", error.code()),
+    };
+    expected.assert_eq(&actual);
+}
+
+#[test]
+fn raw_response_shape_checks() {
+    let ok = format!(
+        r#"<?xml version="1.0"?><samlp:Response {P} Destination="https://a/acs" InResponseTo="_r"><samlp:Status><samlp:StatusCode Value="s"/></samlp:Status><saml:Assertion><saml:Subject><saml:NameID>a&amp;b&#x40;c</saml:NameID></saml:Subject></saml:Assertion></samlp:Response>"#
+    );
+    check_raw(
+        &ok,
+        expect![[
+            r#"ok: destination=Some("https://a/acs") in_response_to=Some("_r") status=Some("s") name_id=Some("a&b@c")"#
+        ]],
+    );
+    check_raw(
+        &ok.replace("a&amp;b", "a<!-- x -->b"),
+        expect!["malformed: SAMLResponse refused: XML comment"],
+    );
+    check_raw(
+        &ok.replace("a&amp;b", "a<![CDATA[x]]>b"),
+        expect!["malformed: SAMLResponse refused: CDATA section"],
+    );
+    check_raw(
+        &ok.replace(
+            "<?xml version=\"1.0\"?>",
+            "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x \"y\">]>",
+        ),
+        expect!["malformed: SAMLResponse refused: document type declaration"],
+    );
+    check_raw(
+        &ok.replace("<samlp:Status>", "<?pi x?><samlp:Status>"),
+        expect!["malformed: SAMLResponse refused: processing instruction"],
+    );
+    check_raw(
+        &ok.replace("a&amp;b", "a&x;b"),
+        expect!["malformed: SAMLResponse refused: undefined entity reference"],
+    );
+    check_raw(
+        &format!("{ok}<samlp:Response {P}/>"),
+        expect!["malformed: SAMLResponse refused: more than one root element"],
+    );
+    check_raw(
+        &ok.replace("samlp:Response", "saml:Response"),
+        expect!["malformed: SAMLResponse refused: the root element is not a samlp:Response"],
+    );
+    check_raw(
+        &ok.replace("saml:Assertion>", "saml:EncryptedAssertion>")
+            .replace("<saml:Assertion", "<saml:EncryptedAssertion"),
+        expect!["malformed: SAMLResponse refused: encrypted assertions are not supported"],
+    );
+    check_raw(
+        &ok.replace("<saml:Assertion>", "<x:Assertion xmlns:x=\"urn:evil\">")
+            .replace("</saml:Assertion>", "</x:Assertion>"),
+        expect!["malformed: SAMLResponse refused: an assertion outside its place in the response"],
+    );
+    check_raw(
+        &ok.replace("<saml:Assertion>", "")
+            .replace("</saml:Assertion>", ""),
+        expect!["malformed: SAMLResponse refused: a response must carry exactly one assertion"],
+    );
+    check_raw(
+        &ok.replace(
+            "</saml:NameID>",
+            "</saml:NameID><saml:NameID>x</saml:NameID>",
+        ),
+        expect!["name_id: NameID refused: more than one NameID"],
+    );
+    check_raw(
+        &ok.replace("a&amp;b", "a<b/>"),
+        expect!["name_id: NameID refused: NameID has child elements"],
+    );
+    check_raw(
+        &ok.replace(
+            "</samlp:Status>",
+            &format!("{}{}</samlp:Status>", "<x>".repeat(40), "</x>".repeat(40)),
+        ),
+        expect!["malformed: SAMLResponse refused: elements nested too deeply"],
+    );
+    check_raw(
+        &ok.replace("</saml:Subject>", ""),
+        expect!["malformed: SAMLResponse refused: not well-formed XML"],
+    );
 }

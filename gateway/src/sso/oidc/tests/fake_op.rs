@@ -50,9 +50,13 @@ impl SigningKey {
         })
     }
 
-    /// A compact JWS over `claims` with this key, claiming `kid`.
-    fn sign_as(&self, kid: &str, claims: &Value) -> String {
-        let input = signing_input(&json!({"alg": "ES256", "typ": "JWT", "kid": kid}), claims);
+    /// A compact JWS over `claims` with this key, naming `kid` (or no key id).
+    fn sign_as(&self, kid: Option<&str>, claims: &Value) -> String {
+        let header = match kid {
+            Some(kid) => json!({"alg": "ES256", "typ": "JWT", "kid": kid}),
+            None => json!({"alg": "ES256", "typ": "JWT"}),
+        };
+        let input = signing_input(&header, claims);
         let signature = self
             .pair
             .sign(&SystemRandom::new(), input.as_bytes())
@@ -61,7 +65,7 @@ impl SigningKey {
     }
 
     fn sign(&self, claims: &Value) -> String {
-        self.sign_as(&self.kid, claims)
+        self.sign_as(Some(&self.kid), claims)
     }
 }
 
@@ -271,6 +275,25 @@ async fn well_formed_es256_token_maps_to_identity_and_pkce_verifier_is_sent() {
     assert_eq!(requests.len(), 1);
     assert!(requests[0].contains("code_verifier="));
     assert!(requests[0].contains("grant_type=authorization_code"));
+}
+
+#[tokio::test]
+async fn token_without_kid_is_checked_against_the_only_key() {
+    let key = SigningKey::generate("k1");
+    let attacker = SigningKey::generate("k1");
+    let op = FakeOp::start(&key).await;
+    let provider = op.provider("").await;
+    sign_in(&op, &provider, None, |pending| {
+        key.sign_as(None, &op.claims(nonce(pending)))
+    })
+    .await
+    .unwrap();
+    let err = sign_in(&op, &provider, None, |pending| {
+        attacker.sign_as(None, &op.claims(nonce(pending)))
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "oidc_id_token_signature", "{err}");
 }
 
 #[tokio::test]
