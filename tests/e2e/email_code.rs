@@ -88,7 +88,7 @@ async fn a_mailed_code_signs_in_once_in_the_browser_that_asked() {
         .arg(peer_dir("smtp").join("server.py"))
         .arg(port.to_string())
         .arg(maildir.path());
-    let _smtp = Peer::start(command);
+    let (_smtp, _) = Peer::start(command);
     let (upstream, gateway, user, ..) = signed_in_setup_extra(
         false,
         &format!(

@@ -85,6 +85,16 @@ pub(crate) async fn signed_in_setup_extra(
     test_clock: bool,
     extra: &str,
 ) -> (EchoUpstream, Gateway, String, String, String) {
+    signed_in_setup_then(test_clock, extra, |_| String::new()).await
+}
+
+/// [`signed_in_setup_extra`], and `late` appends configuration once the gateway's
+/// address is known (it gets `http://127.0.0.1:PORT`), just before it starts.
+pub(crate) async fn signed_in_setup_then(
+    test_clock: bool,
+    extra: &str,
+    late: impl FnOnce(&str) -> String,
+) -> (EchoUpstream, Gateway, String, String, String) {
     let upstream = EchoUpstream::start().await;
     let prepared = Gateway::prepare(Setup {
         test_clock,
@@ -139,7 +149,8 @@ pub(crate) async fn signed_in_setup_extra(
         .unwrap();
     writeln!(
         config,
-        "\n[login]\norganization = \"{organization}\"\nworkspace = \"{workspace}\""
+        "\n[login]\norganization = \"{organization}\"\nworkspace = \"{workspace}\"\n{}",
+        late(&prepared.base_url())
     )
     .unwrap();
     let gateway = prepared.start().await;

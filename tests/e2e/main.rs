@@ -20,6 +20,7 @@ mod lifecycle;
 mod login;
 mod peers;
 mod routing;
+mod sso;
 mod streaming;
 mod support;
 mod tls;

@@ -36,19 +36,35 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Starts `command` and waits (bounded by the peer itself) for its `ready` line.
-    pub fn start(mut command: Command) -> Peer {
+    /// Starts `command` and waits (at most 60 s) for its first line, which must start
+    /// with `ready` (any case); returns the rest of that line (e.g. the peer's URL).
+    /// Later output is drained so the peer never blocks on a full pipe.
+    pub fn start(mut command: Command) -> (Peer, String) {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "the peer did not start");
-        Peer { child, stdin }
+        let (first, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = first.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = receive
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the peer did not say it was ready within 60 s");
+        let rest = line
+            .get(..5)
+            .filter(|word| word.eq_ignore_ascii_case("ready"))
+            .map(|_| line[5..].trim().to_owned())
+            .unwrap_or_else(|| panic!("the peer did not start: {line}"));
+        (Peer { child, stdin }, rest)
     }
 }
 

@@ -280,6 +280,11 @@ impl Prepared {
         admin_cli(&self.config, args).trim().to_owned()
     }
 
+    /// `http://127.0.0.1:PORT`: where the gateway will listen.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     pub async fn start(self) -> Gateway {
         let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
         command.arg("serve").arg("--config").arg(&self.config);

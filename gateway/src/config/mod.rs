@@ -11,6 +11,7 @@
 //! Relative paths in the file are resolved against the directory holding the file.
 
 pub(crate) mod raw;
+pub mod sso;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -80,6 +81,7 @@ pub struct Config {
     pub(crate) main_key: KeySource,
     pub(crate) login: Option<LoginConfig>,
     pub(crate) email: Option<EmailConfig>,
+    pub(crate) sso: Option<sso::SsoConfig>,
     pub(crate) passwords: HashParams,
     pub(crate) sessions: Timeouts,
 }
@@ -334,6 +336,7 @@ impl Config {
             .email
             .map(|email| compile_email(&ctx, email))
             .transpose()?;
+        let sso = sso::compile(&ctx, raw.sso)?;
         let passwords = HashParams {
             memory_kib: raw
                 .passwords
@@ -386,6 +389,7 @@ impl Config {
             main_key,
             login,
             email,
+            sso,
             passwords,
             sessions,
         })

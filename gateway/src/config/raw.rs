@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub(crate) login: Option<RawLogin>,
     pub(crate) email: Option<RawEmail>,
     #[serde(default)]
+    pub(crate) sso: super::sso::RawSso,
+    #[serde(default)]
     pub(crate) passwords: RawPasswords,
     #[serde(default)]
     pub(crate) sessions: RawSessions,

@@ -68,7 +68,7 @@ fn syntax_errors_name_line_and_column() {
     check(
         "version = 1\nlisten = \"x\"\n",
         expect![[
-            r#"portcullis.toml: line 2, column 1: unknown field `listen`, expected one of `version`, `listener`, `internal`, `network`, `limits`, `identity`, `store`, `policy`, `keys`, `login`, `email`, `passwords`, `sessions`, `route`"#
+            r#"portcullis.toml: line 2, column 1: unknown field `listen`, expected one of `version`, `listener`, `internal`, `network`, `limits`, `identity`, `store`, `policy`, `keys`, `login`, `email`, `sso`, `passwords`, `sessions`, `route`"#
         ]],
     );
     check(

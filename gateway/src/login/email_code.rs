@@ -203,6 +203,9 @@ impl Login {
                 "Sign-in codes by email are not enabled here.",
             );
         };
+        if let Some(refusal) = self.refuse_local_sign_in().await {
+            return refusal;
+        }
         let csrf = form.get("csrf").unwrap_or_default();
         match form.get("code") {
             None => self.send_code(codes, form, origin, csrf).await,

@@ -15,6 +15,7 @@ pub mod mfa;
 pub mod pages;
 pub mod password;
 pub mod redirect;
+pub mod sso;
 pub mod totp;
 
 use std::sync::Arc;
@@ -52,7 +53,7 @@ pub fn is_login_path(path: &str) -> bool {
             | account::PASSWORD_PATH
             | account::SETUP_PATH
             | email_code::EMAIL_CODE_PATH
-    )
+    ) || path.starts_with(sso::SSO_PREFIX)
 }
 
 /// The CSRF cookie's name.
@@ -86,6 +87,18 @@ pub struct Login {
     failures: Cache<String, Arc<AtomicU32>>,
     pending: mfa::PendingSignIns,
     email_codes: Option<email_code::EmailCodes>,
+    sso: Option<sso::Sso>,
+}
+
+/// Why the login flows could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginSetupError {
+    /// The mailer for sign-in codes.
+    #[error(transparent)]
+    Mailer(#[from] email_code::MailerError),
+    /// Single sign-on.
+    #[error(transparent)]
+    Sso(#[from] sso::SsoSetupError),
 }
 
 impl Login {
@@ -106,6 +119,7 @@ impl Login {
             config,
             default_timeouts,
             email_codes: None,
+            sso: None,
             failures: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(WINDOW)
@@ -117,16 +131,69 @@ impl Login {
         }
     }
 
-    /// Enables sign-in codes by email, sent by `mailer`.
-    pub fn with_email_codes(mut self, mailer: email_code::Mailer) -> Login {
-        self.email_codes = Some(email_code::EmailCodes::new(mailer));
-        self
+    /// Adds what the configuration enables besides passwords: sign-in codes by email
+    /// (`[email]`) and single sign-on (`[sso]`). `env` reads environment variables.
+    pub fn configure(
+        mut self,
+        config: &crate::config::Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Login, LoginSetupError> {
+        if let Some(email) = &config.email {
+            self.email_codes = Some(email_code::EmailCodes::new(email_code::Mailer::new(
+                email, env,
+            )?));
+        }
+        if let Some(sso) = &config.sso {
+            self.sso = Some(sso::Sso::new(sso, env)?);
+        }
+        Ok(self)
     }
 
-    /// What the sign-in page offers besides the password form.
-    fn login_options(&self) -> pages::LoginOptions {
+    /// Whether the organization or the workspace requires single sign-on.
+    async fn sso_required(&self) -> Result<bool, crate::store::StoreError> {
+        let organization = self
+            .store
+            .get_organization_settings(self.config.organization)
+            .await?;
+        let workspace = self
+            .store
+            .get_workspace_settings(self.config.workspace)
+            .await?;
+        Ok(organization.require_sso == Some(true) || workspace.require_sso == Some(true))
+    }
+
+    /// What the sign-in page offers. If the settings cannot be read, the page offers
+    /// only single sign-on (and sign-in itself will refuse until the store answers).
+    async fn login_options(&self, return_to: &str) -> pages::LoginOptions {
+        let local = !self.sso_required().await.unwrap_or(true);
         pages::LoginOptions {
-            email_code: self.email_codes.is_some(),
+            password: local,
+            email_code: local && self.email_codes.is_some(),
+            providers: self
+                .sso
+                .as_ref()
+                .map(|sso| sso.buttons(return_to))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Refuses a local sign-in (password, email code) where single sign-on is required.
+    async fn refuse_local_sign_in(&self) -> Option<Response<Body>> {
+        match self.sso_required().await {
+            Ok(false) => None,
+            Ok(true) => Some(pages::message(
+                StatusCode::FORBIDDEN,
+                "Use single sign-on",
+                "Your organization requires signing in through its identity provider.",
+            )),
+            Err(err) => {
+                tracing::error!(error = %err, "could not read the sign-in settings");
+                Some(pages::message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again later",
+                    "Signing in is not possible right now.",
+                ))
+            }
         }
     }
 
@@ -137,6 +204,9 @@ impl Login {
         request: Request<Incoming>,
         origin: &Origin,
     ) -> Response<Body> {
+        if let Some(rest) = path.strip_prefix(sso::SSO_PREFIX) {
+            return self.sso_handle(rest, request, origin).await;
+        }
         let method = request.method().clone();
         match (path, &method) {
             (LOGIN_PATH, &Method::GET) => {
@@ -150,7 +220,7 @@ impl Login {
                         &return_to,
                         "",
                         None,
-                        &self.login_options(),
+                        &self.login_options(&return_to).await,
                     ),
                     set,
                     &csrf,
@@ -225,6 +295,9 @@ impl Login {
     }
 
     async fn sign_in(&self, form: &Form, origin: &Origin) -> Response<Body> {
+        if let Some(refusal) = self.refuse_local_sign_in().await {
+            return refusal;
+        }
         let email = form.get("email").unwrap_or_default().trim().to_lowercase();
         let password = form.get("password").unwrap_or_default();
         let return_to = redirect::return_target(form.get("rd"));
@@ -241,7 +314,7 @@ impl Login {
                 &return_to,
                 &email,
                 Some("Too many attempts. Wait a few minutes and try again."),
-                &self.login_options(),
+                &self.login_options(&return_to).await,
             );
         }
         let now = crate::clock::now_utc();
@@ -326,7 +399,7 @@ impl Login {
                     &return_to,
                     &email,
                     Some("Invalid email or password."),
-                    &self.login_options(),
+                    &self.login_options(&return_to).await,
                 )
             }
             Err(err) => {

@@ -61,8 +61,12 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
 /// What the sign-in page offers besides the password form.
 #[derive(Debug, Clone, Default)]
 pub struct LoginOptions {
+    /// The password form (off where single sign-on is required).
+    pub password: bool,
     /// A one-time code by email.
     pub email_code: bool,
+    /// Single sign-on buttons: (start path, label).
+    pub providers: Vec<(String, String)>,
 }
 
 /// The sign-in form. `error` is shown above it (already generic).
@@ -75,6 +79,39 @@ pub fn login(
     options: &LoginOptions,
 ) -> Response<Body> {
     let error = error_block(error);
+    let providers: String = options
+        .providers
+        .iter()
+        .map(|(path, label)| {
+            format!(
+                "<li><a class=\"sso\" href=\"{}\">Sign in with {}</a></li>",
+                escape(path),
+                escape(label)
+            )
+        })
+        .collect();
+    let providers = if providers.is_empty() {
+        String::new()
+    } else {
+        format!("<ul id=\"providers\">{providers}</ul>")
+    };
+    let password = if options.password {
+        format!(
+            "<form method=\"post\" action=\"/.portcullis/login\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"rd\" value=\"{return_to}\">\
+             <label for=\"email\">Email</label>\
+             <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{email}\">\
+             <label for=\"password\">Password</label>\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\">Sign in</button></form>",
+            csrf = escape(csrf),
+            return_to = escape(return_to),
+            email = escape(email),
+        )
+    } else {
+        String::new()
+    };
     let email_code = if options.email_code {
         format!(
             "<h2>Or get a code by email</h2><form method=\"post\" action=\"/.portcullis/email-code\">\
@@ -92,19 +129,7 @@ pub fn login(
     page(
         status,
         "Sign in",
-        &format!(
-            "<h1>Sign in</h1>{error}<form method=\"post\" action=\"/.portcullis/login\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <input type=\"hidden\" name=\"rd\" value=\"{return_to}\">\
-             <label for=\"email\">Email</label>\
-             <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{email}\">\
-             <label for=\"password\">Password</label>\
-             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\">Sign in</button></form>{email_code}",
-            csrf = escape(csrf),
-            return_to = escape(return_to),
-            email = escape(email),
-        ),
+        &format!("<h1>Sign in</h1>{error}{providers}{password}{email_code}"),
     )
 }
 

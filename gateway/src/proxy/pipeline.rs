@@ -34,7 +34,7 @@ use crate::authz::bindings::StoreBindings;
 use crate::clock;
 use crate::config::{Access, Config};
 use crate::crypto::{SecretBox, SigningKey};
-use crate::login::email_code::{Mailer, MailerError};
+use crate::login::LoginSetupError;
 use crate::login::password::{PasswordError, PasswordHasher};
 use crate::login::{LOGIN_PATH, Login, Origin};
 use crate::net::client_ip::{TrustedProxies, client_ip};
@@ -73,9 +73,9 @@ pub enum GatewayError {
     /// The password hasher's parameters are invalid.
     #[error(transparent)]
     Passwords(#[from] PasswordError),
-    /// The mailer for sign-in codes could not be set up.
+    /// Email codes or single sign-on could not be set up.
     #[error(transparent)]
-    Mailer(#[from] MailerError),
+    Login(#[from] LoginSetupError),
 }
 
 /// What the gateway knows about the connection a request came on.
@@ -105,18 +105,15 @@ impl Gateway {
                 let concurrency = std::thread::available_parallelism().map_or(2, usize::from);
                 let hasher = PasswordHasher::new(config.passwords, concurrency)?;
                 let sessions = Arc::new(Sessions::new(store.clone()));
-                let mut login = Login::new(
+                let login = Login::new(
                     store.clone(),
                     Arc::clone(&sessions),
                     hasher,
                     secrets,
                     login_config,
                     config.sessions,
-                );
-                if let Some(email) = &config.email {
-                    login = login
-                        .with_email_codes(Mailer::new(email, &|name| std::env::var(name).ok())?);
-                }
+                )
+                .configure(config, &|name| std::env::var(name).ok())?;
                 (Some(sessions), Some(login))
             }
         };

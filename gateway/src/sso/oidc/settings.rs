@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use zeroize::Zeroizing;
 
 /// One OpenID Provider the gateway trusts for sign-in, as the configuration file says it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcSettings {
     /// The provider's id in this gateway: `[a-z0-9-]{1,32}`. Users are linked by
