@@ -136,7 +136,7 @@ pub(super) fn compile(ctx: &Ctx, raw: RawSso) -> Result<Option<SsoConfig>, Confi
         let key = format!("sso.oidc[{i}]");
         let integration = integration(ctx, &key, split(&mut table))?;
         let settings = OidcSettings::deserialize(toml::Value::Table(table))
-            .map_err(|err| ctx.invalid(&key, err.message().to_owned()))?;
+            .map_err(|err| ctx.invalid(&key, with_hint(err.message())))?;
         settings
             .validate()
             .map_err(|problem| ctx.invalid(&key, problem))?;
@@ -146,7 +146,7 @@ pub(super) fn compile(ctx: &Ctx, raw: RawSso) -> Result<Option<SsoConfig>, Confi
         let key = format!("sso.saml[{i}]");
         let integration = integration(ctx, &key, split(&mut table))?;
         let mut settings = SamlSettings::deserialize(toml::Value::Table(table))
-            .map_err(|err| ctx.invalid(&key, err.message().to_owned()))?;
+            .map_err(|err| ctx.invalid(&key, with_hint(err.message())))?;
         settings.idp_metadata_file = ctx.resolve(&settings.idp_metadata_file.to_string_lossy());
         settings
             .validate()
@@ -169,6 +169,15 @@ pub(super) fn compile(ctx: &Ctx, raw: RawSso) -> Result<Option<SsoConfig>, Confi
         public_url,
         providers,
     }))
+}
+
+/// A protocol module's message, plus the sign-in keys it does not know about.
+fn with_hint(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        format!("{message}, or one of `provision`, `link_by_email`, `roles`")
+    } else {
+        message.to_owned()
+    }
 }
 
 fn integration(ctx: &Ctx, key: &str, table: toml::Table) -> Result<Integration, ConfigError> {

@@ -384,3 +384,57 @@ fn email_settings() {
         expect![[r#"portcullis.toml: `email.password`: is required"#]],
     );
 }
+
+#[test]
+fn sso_settings() {
+    let sso = |tables: &str| {
+        with_route(&format!(
+            "[sso]\npublic_url = \"https://gw.example.com\"\n{tables}"
+        ))
+    };
+    let oidc = "[[sso.oidc]]\nid = \"corp\"\nissuer = \"https://id.example.com\"\nclient_id = \"gw\"\nclient_secret_env = \"OIDC_SECRET\"\n";
+    let config = load(&sso(&format!(
+        "{oidc}provision = true\nroles = [{{ group = \"eng\", role = \"operator\", scope = 'App::\"wiki\"' }}]\n"
+    )))
+    .unwrap_or_else(|err| panic!("{err}"));
+    let sso_config = config.sso.as_ref().unwrap();
+    assert_eq!(sso_config.providers.len(), 1);
+    assert!(sso_config.providers[0].provision);
+    assert_eq!(sso_config.providers[0].roles[0].role, "operator");
+    check(
+        &with_route(&format!("[sso]\n{oidc}")),
+        expect![[r#"portcullis.toml: `sso.public_url`: is required"#]],
+    );
+    check(
+        &with_route(&format!(
+            "[sso]\npublic_url = \"http://gw.example.com\"\n{oidc}"
+        )),
+        expect![[
+            r#"portcullis.toml: `sso.public_url`: `http://gw.example.com` must be `https://host[:port]` (http only for loopback)"#
+        ]],
+    );
+    check(
+        &sso(&format!(
+            "{oidc}roles = [{{ group = \"eng\", role = \"operator\", scope = \"wiki\" }}]\n"
+        )),
+        expect![[
+            r#"portcullis.toml: `sso.oidc[0].roles[0].scope`: `wiki` is not a scope such as `App::"wiki"`"#
+        ]],
+    );
+    check(
+        &sso(&format!("{oidc}provison = true\n")),
+        expect![
+            "portcullis.toml: `sso.oidc[0]`: unknown field `provison`, expected one of `id`, `preset`, `tenant`, `issuer`, `client_id`, `client_secret`, `client_secret_env`, `scopes`, `groups_claim`, `trusted_mfa_amr`, `allowed_algs`, `display_name`, or one of `provision`, `link_by_email`, `roles`"
+        ],
+    );
+    check(
+        &sso(&format!("{oidc}{oidc}")),
+        expect![[r#"portcullis.toml: `sso`: provider id `corp` is used twice"#]],
+    );
+    check(
+        &sso(&oidc.replace("https://id", "http://id")),
+        expect![
+            "portcullis.toml: `sso.oidc[0]`: oidc provider `corp`: issuer `http://id.example.com` must use https (http only on loopback)"
+        ],
+    );
+}
