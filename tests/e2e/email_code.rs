@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::login::{cookie_value, location, post_form, signed_in_setup_extra};
 use crate::peers::{Peer, peer_dir, python};
-use crate::support::{Gateway, RawResponse, TempDir, free_port, header_values, raw_get};
+use crate::support::{Gateway, RawResponse, TempDir, TestPki, free_port, header_values, raw_get};
 
 /// The mails the SMTP server saved so far.
 fn mails(folder: &Path) -> Vec<String> {
@@ -175,4 +175,44 @@ async fn a_mailed_code_signs_in_once_in_the_browser_that_asked() {
         assert_eq!(ask(&gateway, &csrf, "olga@acme.test").await.status, 200);
     }
     assert_eq!(ask(&gateway, &csrf, "olga@acme.test").await.status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_travel_over_starttls_to_a_server_with_a_private_ca() {
+    let Some(python) = python("smtp") else { return };
+    let maildir = TempDir::new("mail-tls");
+    let pki = TestPki::new();
+    let (cert, key) = pki.leaf("smtp");
+    let files = TempDir::new("smtp-pki");
+    for (name, pem) in [
+        ("cert.pem", &cert),
+        ("key.pem", &key),
+        ("ca.pem", &pki.ca_pem),
+    ] {
+        std::fs::write(files.path().join(name), pem).unwrap();
+    }
+    let port = free_port();
+    let mut command = Command::new(python);
+    command
+        .arg(peer_dir("smtp").join("server.py"))
+        .arg(port.to_string())
+        .arg(maildir.path())
+        .arg(files.path().join("cert.pem"))
+        .arg(files.path().join("key.pem"));
+    let (_smtp, _) = Peer::start(command);
+    // The server refuses mail before STARTTLS, and its certificate is trusted only
+    // through the configured CA: a delivered mail proves both.
+    let (_upstream, gateway, ..) = signed_in_setup_extra(
+        false,
+        &format!(
+            "[email]\nhost = \"localhost\"\nport = {port}\nsecurity = \"starttls\"\nca = \"{}\"\nfrom = \"Portcullis <no-reply@acme.test>\"\n",
+            files.path().join("ca.pem").display()
+        ),
+    )
+    .await;
+    let csrf = csrf(&gateway).await;
+    assert_eq!(ask(&gateway, &csrf, "olga@acme.test").await.status, 200);
+    let mail = wait_for_mails(maildir.path(), 1).await;
+    assert!(mail[0].contains("X-Rcpt-To: olga@acme.test"));
+    assert_eq!(code_in(&mail[0]).len(), 8);
 }

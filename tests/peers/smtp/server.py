@@ -1,11 +1,13 @@
 """A real SMTP server on loopback for the end-to-end tests (aiosmtpd).
 
-Usage: server.py PORT MAILDIR
+Usage: server.py PORT MAILDIR [CERT KEY]
 Every message it accepts is written to MAILDIR/<n>.eml; it prints "ready" once it
-listens and stops when its standard input closes.
+listens and stops when its standard input closes. With CERT and KEY (PEM files) it
+offers STARTTLS and refuses mail until the client has upgraded.
 """
 
 import pathlib
+import ssl
 import sys
 import threading
 
@@ -33,7 +35,12 @@ def main() -> None:
     port = int(sys.argv[1])
     folder = pathlib.Path(sys.argv[2])
     folder.mkdir(parents=True, exist_ok=True)
-    controller = Controller(Save(folder), hostname="127.0.0.1", port=port)
+    tls = {}
+    if len(sys.argv) == 5:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(sys.argv[3], sys.argv[4])
+        tls = {"tls_context": context, "require_starttls": True}
+    controller = Controller(Save(folder), hostname="127.0.0.1", port=port, **tls)
     controller.start()
     print("ready", flush=True)
     sys.stdin.read()
