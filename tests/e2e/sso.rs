@@ -313,7 +313,6 @@ async fn saml_sign_in_and_tampered_or_unsolicited_answers() {
     let Some(python) = python("saml") else { return };
     let dir = TempDir::new("saml");
     let sp_metadata = dir.path().join("sp-metadata.xml");
-    let idp_metadata = dir.path().join("idp-metadata.xml");
     let mut command = Command::new(python);
     command
         .arg(peer_dir("saml").join("idp.py"))
@@ -322,16 +321,12 @@ async fn saml_sign_in_and_tampered_or_unsolicited_answers() {
         .env("PYTHONWARNINGS", "ignore");
     let (_idp, idp_base) = Peer::start(command);
     let mut browser = Browser::default();
-    let metadata = browser.send(&format!("{idp_base}/metadata"), None).await;
-    assert_eq!(metadata.status, 200);
-    std::fs::write(&idp_metadata, &metadata.body).unwrap();
 
     let (upstream, gateway, ..) = signed_in_setup_then(false, "", |base| {
         format!(
             "[sso]\npublic_url = \"{base}\"\n[[sso.saml]]\nid = \"idp\"\ndisplay_name = \"Test IdP\"\n\
-             idp_metadata_file = \"{}\"\nprovision = true\n\
+             idp_metadata_url = \"{idp_base}/metadata\"\nprovision = true\n\
              roles = [{{ group = \"engineering\", role = \"operator\", scope = 'App::\"app\"' }}]\n",
-            idp_metadata.display()
         )
     })
     .await;

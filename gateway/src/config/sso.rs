@@ -147,7 +147,9 @@ pub(super) fn compile(ctx: &Ctx, raw: RawSso) -> Result<Option<SsoConfig>, Confi
         let integration = integration(ctx, &key, split(&mut table))?;
         let mut settings = SamlSettings::deserialize(toml::Value::Table(table))
             .map_err(|err| ctx.invalid(&key, with_hint(err.message())))?;
-        settings.idp_metadata_file = ctx.resolve(&settings.idp_metadata_file.to_string_lossy());
+        settings.idp_metadata_file = settings
+            .idp_metadata_file
+            .map(|file| ctx.resolve(&file.to_string_lossy()));
         settings
             .validate()
             .map_err(|problem| ctx.invalid(&key, problem))?;

@@ -76,7 +76,37 @@ enum Runtime {
         require_iss: bool,
         discovered: tokio::sync::Mutex<Option<Arc<OidcProvider>>>,
     },
-    Saml(Arc<SamlProvider>),
+    Saml(SamlRuntime),
+}
+
+/// A SAML provider, built at start-up from a metadata file or on first use from a
+/// metadata URL (and again after a failed fetch).
+struct SamlRuntime {
+    settings: Box<crate::sso::saml::SamlSettings>,
+    public_url: String,
+    provider: tokio::sync::Mutex<Option<Arc<SamlProvider>>>,
+}
+
+impl SamlRuntime {
+    async fn provider(&self) -> Result<Arc<SamlProvider>, String> {
+        let mut slot = self.provider.lock().await;
+        if let Some(provider) = slot.as_ref() {
+            return Ok(Arc::clone(provider));
+        }
+        let url = self
+            .settings
+            .idp_metadata_url
+            .as_deref()
+            .ok_or_else(|| "no metadata".to_owned())?;
+        let xml = crate::sso::fetch_idp_metadata(url)
+            .await
+            .map_err(|err| format!("fetching IdP metadata: {err}"))?;
+        let provider = SamlProvider::new(&self.settings, &xml, &self.public_url)
+            .map_err(|err| format!("{} ({err})", err.code()))?;
+        let provider = Arc::new(provider);
+        *slot = Some(Arc::clone(&provider));
+        Ok(provider)
+    }
 }
 
 struct Entry {
@@ -137,21 +167,28 @@ impl Sso {
                     }
                 }
                 SsoProtocol::Saml(settings) => {
-                    let path = settings.idp_metadata_file.display().to_string();
-                    let xml =
-                        std::fs::read_to_string(&settings.idp_metadata_file).map_err(|_| {
-                            SsoSetupError::Metadata {
-                                id: settings.id.clone(),
-                                path,
-                            }
-                        })?;
-                    let saml = SamlProvider::new(settings, &xml, &config.public_url).map_err(
-                        |source| SsoSetupError::Saml {
-                            id: settings.id.clone(),
-                            source,
-                        },
-                    )?;
-                    Runtime::Saml(Arc::new(saml))
+                    let ready = match &settings.idp_metadata_file {
+                        Some(file) => {
+                            let xml = std::fs::read_to_string(file).map_err(|_| {
+                                SsoSetupError::Metadata {
+                                    id: settings.id.clone(),
+                                    path: file.display().to_string(),
+                                }
+                            })?;
+                            let saml = SamlProvider::new(settings, &xml, &config.public_url)
+                                .map_err(|source| SsoSetupError::Saml {
+                                    id: settings.id.clone(),
+                                    source,
+                                })?;
+                            Some(Arc::new(saml))
+                        }
+                        None => None,
+                    };
+                    Runtime::Saml(SamlRuntime {
+                        settings: settings.clone(),
+                        public_url: config.public_url.clone(),
+                        provider: tokio::sync::Mutex::new(ready),
+                    })
                 }
             };
             entries.push(entry(provider, runtime));
@@ -293,7 +330,7 @@ impl Login {
                 self.oidc_callback(sso, entry, request.headers(), &query, origin)
                     .await
             }
-            (Runtime::Saml(provider), "saml", "acs", Method::POST) => {
+            (Runtime::Saml(saml), "saml", "acs", Method::POST) => {
                 let headers = request.headers().clone();
                 let body: Bytes = match Limited::new(request.into_body(), MAX_ACS_FORM)
                     .collect()
@@ -313,11 +350,22 @@ impl Login {
                         "The identity provider sent no answer.",
                     );
                 };
-                self.saml_acs(sso, entry, provider, &headers, response, origin)
+                let provider = match saml.provider().await {
+                    Ok(provider) => provider,
+                    Err(err) => {
+                        tracing::error!(provider = %entry.id, error = %err, "SAML provider unavailable");
+                        return refused(StatusCode::SERVICE_UNAVAILABLE, "Try again later.");
+                    }
+                };
+                self.saml_acs(sso, entry, &provider, &headers, response, origin)
                     .await
             }
-            (Runtime::Saml(provider), "saml", "metadata", Method::GET) => {
-                match provider.metadata_xml() {
+            (Runtime::Saml(saml), "saml", "metadata", Method::GET) => {
+                match saml.provider().await.and_then(|provider| {
+                    provider
+                        .metadata_xml()
+                        .map_err(|err| format!("{} ({err})", err.code()))
+                }) {
                     Ok(xml) => {
                         let mut response = Response::new(crate::proxy::full(xml));
                         response.headers_mut().insert(
@@ -350,10 +398,12 @@ impl Login {
                 }
                 Err(err) => Err(format!("{} ({err})", err.code())),
             },
-            Runtime::Saml(provider) => provider
-                .begin("")
-                .map(|(url, pending)| (url, PendingState::Saml(pending)))
-                .map_err(|err| format!("{} ({err})", err.code())),
+            Runtime::Saml(saml) => saml.provider().await.and_then(|provider| {
+                provider
+                    .begin("")
+                    .map(|(url, pending)| (url, PendingState::Saml(pending)))
+                    .map_err(|err| format!("{} ({err})", err.code()))
+            }),
         };
         let (url, state) = match started {
             Ok(started) => started,

@@ -6,10 +6,19 @@
 //! The login flow decides what the identity means (which user, which roles, whether a
 //! second factor is still owed).
 
+mod http;
 pub mod oidc;
 pub mod saml;
 
 use time::OffsetDateTime;
+
+pub use http::HttpError;
+
+/// Fetches SAML IdP metadata from `url` with the restricted single sign-on client.
+pub async fn fetch_idp_metadata(url: &str) -> Result<String, HttpError> {
+    let body = http::fetch_document(url).await?;
+    String::from_utf8(body).map_err(|_| HttpError::Transport("metadata is not UTF-8".into()))
+}
 
 /// A verified statement by a configured identity provider about who signed in.
 #[derive(Debug, Clone, PartialEq, Eq)]

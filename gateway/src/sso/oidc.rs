@@ -21,7 +21,6 @@
 //! RP-initiated logout is not offered: it would need the raw ID token kept in the
 //! session, and the gateway's own logout ends its session either way.
 
-mod http;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -49,10 +48,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-pub use self::http::HttpError;
-use self::http::{Origin, ProviderHttp};
 pub use self::settings::{OidcPreset, OidcSettings, SecretString};
 use super::ExternalIdentity;
+pub use super::http::HttpError;
+use super::http::{Origin, ProviderHttp};
 
 /// How long a started sign-in may wait for its callback.
 pub const PENDING_LIFETIME: Duration = Duration::from_secs(10 * 60);

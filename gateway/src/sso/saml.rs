@@ -101,8 +101,14 @@ const DEFAULT_GROUPS_ATTRIBUTES: &[&str] = &[
 pub struct SamlSettings {
     /// This provider's id in URLs and user links: `[a-z0-9-]{1,32}`.
     pub id: String,
-    /// The IdP's metadata (an `EntityDescriptor` with a signing certificate).
-    pub idp_metadata_file: PathBuf,
+    /// The IdP's metadata (an `EntityDescriptor` with a signing certificate), from a
+    /// file...
+    #[serde(default)]
+    pub idp_metadata_file: Option<PathBuf>,
+    /// ...or fetched from this URL (https, or http on loopback) on first use, with the
+    /// single sign-on HTTP client (no redirects, deadline, size cap).
+    #[serde(default)]
+    pub idp_metadata_url: Option<String>,
     /// Our entity id as the IdP knows it; defaults to the SP metadata URL.
     #[serde(default)]
     pub sp_entity_id: Option<String>,
@@ -191,8 +197,36 @@ impl SamlSettings {
             ));
         }
         let at = format!("sso.saml `{}`", self.id);
-        if self.idp_metadata_file.as_os_str().is_empty() {
-            return Err(format!("{at}: idp_metadata_file is empty"));
+        match (&self.idp_metadata_file, &self.idp_metadata_url) {
+            (Some(file), None) if !file.as_os_str().is_empty() => {}
+            (Some(_), None) => return Err(format!("{at}: idp_metadata_file is empty")),
+            (None, Some(url)) => {
+                let parsed = http::Uri::try_from(url.as_str()).ok();
+                let host = parsed
+                    .as_ref()
+                    .and_then(http::Uri::host)
+                    .unwrap_or_default();
+                let loopback = host == "localhost"
+                    || host
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                let scheme_ok = match parsed.as_ref().and_then(http::Uri::scheme_str) {
+                    Some("https") => !host.is_empty(),
+                    Some("http") => loopback,
+                    _ => false,
+                };
+                if !scheme_ok {
+                    return Err(format!(
+                        "{at}: idp_metadata_url `{url}` must be an https URL (http only on loopback)"
+                    ));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{at}: give exactly one of idp_metadata_file and idp_metadata_url"
+                ));
+            }
         }
         if let Some(entity_id) = &self.sp_entity_id
             && (entity_id.trim().is_empty() || entity_id.len() > 1024)

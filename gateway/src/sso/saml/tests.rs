@@ -23,7 +23,8 @@ const ALICE: &str = "u-4f1c2a9e-alice";
 fn settings() -> SamlSettings {
     SamlSettings {
         id: "corp".to_string(),
-        idp_metadata_file: PathBuf::from("idp.xml"),
+        idp_metadata_file: Some(PathBuf::from("idp.xml")),
+        idp_metadata_url: None,
         sp_entity_id: None,
         allow_idp_initiated: false,
         max_clock_skew_secs: 60,
@@ -787,7 +788,7 @@ fn settings_defaults_and_validation_messages() {
         r#"id = "corp"
 idp_metadata_file = "/etc/portcullis/corp-idp.xml""#,
         expect![[
-            r#"ok: SamlSettings { id: "corp", idp_metadata_file: "/etc/portcullis/corp-idp.xml", sp_entity_id: None, allow_idp_initiated: false, max_clock_skew_secs: 60, email_attribute: None, name_attribute: None, groups_attribute: None, trusted_mfa_contexts: [], allowed_algorithms: [RsaSha256, EcdsaSha256], display_name: None }"#
+            r#"ok: SamlSettings { id: "corp", idp_metadata_file: Some("/etc/portcullis/corp-idp.xml"), idp_metadata_url: None, sp_entity_id: None, allow_idp_initiated: false, max_clock_skew_secs: 60, email_attribute: None, name_attribute: None, groups_attribute: None, trusted_mfa_contexts: [], allowed_algorithms: [RsaSha256, EcdsaSha256], display_name: None }"#
         ]],
     );
     check_settings(
@@ -826,11 +827,32 @@ email_attribute = " ""#,
         ],
     );
     check_settings(
+        r#"id = "corp""#,
+        expect![
+            "invalid: sso.saml `corp`: give exactly one of idp_metadata_file and idp_metadata_url"
+        ],
+    );
+    check_settings(
+        r#"id = "corp"
+idp_metadata_file = "x.xml"
+idp_metadata_url = "https://idp.example/metadata""#,
+        expect![
+            "invalid: sso.saml `corp`: give exactly one of idp_metadata_file and idp_metadata_url"
+        ],
+    );
+    check_settings(
+        r#"id = "corp"
+idp_metadata_url = "http://idp.example/metadata""#,
+        expect![
+            "invalid: sso.saml `corp`: idp_metadata_url `http://idp.example/metadata` must be an https URL (http only on loopback)"
+        ],
+    );
+    check_settings(
         r#"id = "corp"
 idp_metadata_file = "x.xml"
 metadata_url = "https://idp.example/metadata""#,
         expect![
-            "parse: unknown field `metadata_url`, expected one of `id`, `idp_metadata_file`, `sp_entity_id`, `allow_idp_initiated`, `max_clock_skew_secs`, `email_attribute`, `name_attribute`, `groups_attribute`, `trusted_mfa_contexts`, `allowed_algorithms`, `display_name`"
+            "parse: unknown field `metadata_url`, expected one of `id`, `idp_metadata_file`, `idp_metadata_url`, `sp_entity_id`, `allow_idp_initiated`, `max_clock_skew_secs`, `email_attribute`, `name_attribute`, `groups_attribute`, `trusted_mfa_contexts`, `allowed_algorithms`, `display_name`"
         ],
     );
 }

@@ -194,7 +194,7 @@ async fn respond(
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(vec![
                     b' ';
-                    2 * super::super::http::MAX_BODY
+                    2 * crate::sso::http::MAX_BODY
                 ])))
                 .unwrap()
         }

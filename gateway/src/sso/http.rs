@@ -1,4 +1,5 @@
-//! The only HTTP client OIDC uses, for discovery, the JWKS and the token endpoint.
+//! The only HTTP client single sign-on uses: OIDC discovery, JWKS and token requests,
+//! and SAML IdP metadata fetched from a URL.
 //!
 //! It follows no redirects (a 3xx is an error), gives each exchange a deadline, reads
 //! at most [`MAX_BODY`] bytes, and refuses any URL whose origin is not on the
@@ -213,4 +214,23 @@ fn describe(err: &hyper_util::client::legacy::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// Fetches one document (SAML IdP metadata) from `url` with the same restrictions:
+/// only that URL's origin, no redirects, a deadline and a size cap; only a 200 counts.
+pub(super) async fn fetch_document(url: &str) -> Result<Vec<u8>, HttpError> {
+    let parsed = Url::parse(url).map_err(|_| HttpError::BadUrl)?;
+    let origin = Origin::of(&parsed).ok_or(HttpError::BadUrl)?;
+    let client = ProviderHttp::new(vec![origin]).map_err(HttpError::Transport)?;
+    let request = http::Request::get(url)
+        .body(Vec::new())
+        .map_err(|_| HttpError::BadUrl)?;
+    let response = client.exchange(request).await?;
+    if response.status() != http::StatusCode::OK {
+        return Err(HttpError::Transport(format!(
+            "status {}",
+            response.status().as_u16()
+        )));
+    }
+    Ok(response.into_body())
 }
