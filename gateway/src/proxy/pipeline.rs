@@ -21,7 +21,8 @@ use super::allowlist::check_allowlists;
 use super::authn::Authenticator;
 use super::authz::{RequestFacts, authorize};
 use super::headers::{
-    UpstreamChain, sanitize_request, sanitize_response, set_forwarding, set_identity,
+    UpstreamChain, X_FORWARDED_FOR, X_FORWARDED_PROTO, sanitize_request, sanitize_response,
+    set_forwarding, set_identity,
 };
 use super::path::{CanonicalPath, PathError};
 use super::reject::{Reject, RequestMeta, error_response, wants_html};
@@ -237,7 +238,7 @@ async fn proxy<'g>(
 
     let client = client_ip(
         conn.peer.ip(),
-        request.headers().get_all("x-forwarded-for").iter(),
+        request.headers().get_all(X_FORWARDED_FOR).iter(),
         &gateway.trusted,
     )?;
     let host = request_host(
@@ -250,7 +251,7 @@ async fn proxy<'g>(
         let forwarded_https = gateway.trusted.contains(conn.peer.ip().to_canonical())
             && request
                 .headers()
-                .get("x-forwarded-proto")
+                .get(X_FORWARDED_PROTO)
                 .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
         let scheme = if conn.tls || forwarded_https {
             "https"
@@ -321,7 +322,7 @@ async fn proxy<'g>(
             .assertions
             .for_request(authorized.principal(), &route.id, clock::system_now())
             .await;
-        set_identity(&mut parts.headers, authorized, &assertion);
+        set_identity(&mut parts.headers, authorized, assertion.as_ref());
     }
     forwarded_host(&mut parts.headers, route, &host.raw)?;
     if let Ok(id) = HeaderValue::from_str(meta.request_id) {
