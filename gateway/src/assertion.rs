@@ -2,13 +2,15 @@
 //! `aud` = the route, `exp` 60 s after issue) in `X-Portcullis-Assertion`, verifiable
 //! with the public key at `/.portcullis/jwks.json`. An assertion is reused for the same
 //! principal and route while it has at least half its life left, so a warm request does
-//! not sign.
+//! not sign; it is kept as a ready header value, so a warm request does not copy it
+//! either.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::HeaderValue;
 use moka::future::Cache;
 
 use crate::crypto::SigningKey;
@@ -22,7 +24,7 @@ const LIFETIME: Duration = Duration::from_secs(60);
 /// Issues and caches assertions; publishes the key set.
 pub struct Assertions {
     key: SigningKey,
-    cache: Cache<String, Arc<str>>,
+    cache: Cache<String, Option<HeaderValue>>,
     jwks: String,
 }
 
@@ -56,13 +58,15 @@ impl Assertions {
         &self.jwks
     }
 
-    /// The assertion for `principal` on route `route`, issued at `now` or reused.
+    /// The assertion for `principal` on route `route` as an
+    /// `X-Portcullis-Assertion` value, issued at `now` or reused. `None` only if the
+    /// token is not a valid header value (a user id with control characters).
     pub async fn for_request(
         &self,
         principal: &Principal,
         route: &str,
         now: SystemTime,
-    ) -> Arc<str> {
+    ) -> Option<HeaderValue> {
         let key = format!(
             "{}|{}|{}|{route}",
             principal.user_id(),
@@ -70,7 +74,9 @@ impl Assertions {
             principal.mfa()
         );
         self.cache
-            .get_with(key, async { Arc::from(self.sign(principal, route, now)) })
+            .get_with(key, async {
+                HeaderValue::from_maybe_shared(Bytes::from(self.sign(principal, route, now))).ok()
+            })
             .await
     }
 
@@ -122,8 +128,8 @@ mod tests {
         let assertions = Assertions::new(key);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let olga = Principal::new("olga".into(), "password", true, now);
-        let token = assertions.for_request(&olga, "wiki", now).await;
-        let parts: Vec<&str> = token.split('.').collect();
+        let token = assertions.for_request(&olga, "wiki", now).await.unwrap();
+        let parts: Vec<&str> = token.to_str().unwrap().split('.').collect();
         assert_eq!(parts.len(), 3);
         let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
         let signed = format!("{}.{}", parts[0], parts[1]);
@@ -142,8 +148,14 @@ mod tests {
         );
         assert_eq!(claims["mfa"], true);
         // Reused for the same principal and route; never shared across routes.
-        assert_eq!(assertions.for_request(&olga, "wiki", now).await, token);
-        assert_ne!(assertions.for_request(&olga, "billing", now).await, token);
+        assert_eq!(
+            assertions.for_request(&olga, "wiki", now).await.unwrap(),
+            token
+        );
+        assert_ne!(
+            assertions.for_request(&olga, "billing", now).await.unwrap(),
+            token
+        );
         let jwks: serde_json::Value = serde_json::from_str(assertions.jwks()).unwrap();
         assert_eq!(jwks["keys"][0]["x"], URL_SAFE_NO_PAD.encode(&public));
     }

@@ -3,12 +3,16 @@
 //! so the watch is on folders, and a burst of events becomes one reload after a short
 //! quiet period. Changes under `.git` are ignored (a commit that changes no file keeps
 //! the policies the same; SIGHUP reloads on demand, e.g. to pick up a new revision).
+//! So is mere access (opening or closing a file unchanged): a reload reads every
+//! watched file, and SQLite opens its folder to sync it, so counting reads would reload
+//! forever.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use super::ActivePolicy;
@@ -32,6 +36,7 @@ pub fn spawn(
     let (events, mut changes) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
+            && is_change(&event.kind)
             && event.paths.iter().any(|path| is_relevant(path))
         {
             // The receiver only goes away at shutdown.
@@ -85,8 +90,50 @@ fn watch_path(
     })
 }
 
+/// Whether an event may have changed what a reload reads: anything but access, and of
+/// access only closing a file that was open for writing.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(access) => matches!(access, AccessKind::Close(AccessMode::Write)),
+        _ => true,
+    }
+}
+
 fn is_relevant(path: &Path) -> bool {
     !path
         .components()
         .any(|part| matches!(part.as_os_str().to_str(), Some(".git" | "target")))
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+
+    use super::is_change;
+
+    #[test]
+    fn reading_the_watched_files_does_not_reload() {
+        // A reload opens and reads every watched file: those events must not trigger
+        // the next reload.
+        for access in [
+            AccessKind::Open(AccessMode::Read),
+            AccessKind::Close(AccessMode::Read),
+            AccessKind::Close(AccessMode::Any),
+            AccessKind::Read,
+            AccessKind::Any,
+        ] {
+            assert!(!is_change(&EventKind::Access(access)), "{access:?}");
+        }
+        for change in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+        ] {
+            assert!(is_change(&change), "{change:?}");
+        }
+    }
 }

@@ -83,21 +83,17 @@ impl FramingTracker {
         while !data.is_empty() {
             let (next, used) = match std::mem::replace(&mut self.state, State::Off) {
                 State::Off => return,
-                State::Head(mut head) => {
-                    let before = head.len();
-                    head.extend_from_slice(data);
-                    match find(&head, b"\r\n\r\n") {
-                        Some(end) if end + 4 > self.max_head => (State::Off, data.len()),
-                        Some(end) => {
-                            let used = end + 4 - before;
-                            head.truncate(end + 4);
-                            (self.after_head(&head), used)
-                        }
-                        None if head.len() > self.max_head => (State::Off, data.len()),
-                        None if head.starts_with(H2_PREFACE) => (State::Off, data.len()),
-                        None => (State::Head(head), data.len()),
-                    }
-                }
+                // The common case: a whole head arrives in one read. It is followed
+                // where it lies, without copying it.
+                State::Head(head) if head.is_empty() => match find(data, b"\r\n\r\n") {
+                    Some(end) if end + 4 > self.max_head => (State::Off, data.len()),
+                    Some(end) => (
+                        self.after_head(data.get(..end + 4).unwrap_or(data)),
+                        end + 4,
+                    ),
+                    None => self.collect_head(head, data),
+                },
+                State::Head(head) => self.collect_head(head, data),
                 State::Fixed(remaining) => {
                     let take = remaining.min(data.len() as u64);
                     let left = remaining - take;
@@ -163,6 +159,29 @@ impl FramingTracker {
             };
             self.state = next;
             data = data.get(used..).unwrap_or_default();
+        }
+    }
+
+    /// Adds `data` to a head that arrives in pieces.
+    fn collect_head(&self, mut head: Vec<u8>, data: &[u8]) -> (State, usize) {
+        let before = head.len();
+        head.extend_from_slice(data);
+        // Only the new bytes (and the three before them) can complete the blank line.
+        let from = before.saturating_sub(3);
+        let end = head
+            .get(from..)
+            .and_then(|tail| find(tail, b"\r\n\r\n"))
+            .map(|at| at + from);
+        match end {
+            Some(end) if end + 4 > self.max_head => (State::Off, data.len()),
+            Some(end) => {
+                let used = end + 4 - before;
+                head.truncate(end + 4);
+                (self.after_head(&head), used)
+            }
+            None if head.len() > self.max_head => (State::Off, data.len()),
+            None if head.starts_with(H2_PREFACE) => (State::Off, data.len()),
+            None => (State::Head(head), data.len()),
         }
     }
 

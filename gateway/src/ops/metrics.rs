@@ -3,10 +3,15 @@
 //! The recorder is process-wide; it is installed once by the server and rendered by the
 //! internal listener. Labels are bounded: the route id comes from the configuration
 //! (`-` before a route is known) and the outcome is `proxied` or a stable reject code.
+//!
+//! A proxied request on a known route, the common case, records through handles its
+//! route registered on first use ([`RouteMetrics`]), so it neither builds label strings
+//! nor looks the series up in the registry.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const REQUESTS: &str = "portcullis_requests_total";
@@ -55,11 +60,54 @@ pub fn render() -> String {
         .unwrap_or_default()
 }
 
+/// The outcome label of a request that reached its upstream.
+pub const PROXIED: &str = "proxied";
+
 /// Counts one request and records its latency.
 pub fn record_request(route: &str, outcome: &'static str, elapsed: Duration) {
     let labels = [("route", route.to_owned()), ("outcome", outcome.to_owned())];
     metrics::counter!(REQUESTS, &labels).increment(1);
     metrics::histogram!(DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+/// One route's request metrics, with the `proxied` series registered once.
+///
+/// Registration is lazy (on the first proxied request) so that it happens after the
+/// server has installed the recorder; handles taken before that would record nowhere.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    route: String,
+    proxied: OnceLock<(Counter, Histogram)>,
+}
+
+impl RouteMetrics {
+    /// Metrics for the route with id `route`.
+    pub fn new(route: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_owned(),
+            proxied: OnceLock::new(),
+        }
+    }
+
+    /// Counts one request on this route and records its latency.
+    pub fn record(&self, outcome: &'static str, elapsed: Duration) {
+        if outcome != PROXIED {
+            record_request(&self.route, outcome, elapsed);
+            return;
+        }
+        let (requests, duration) = self.proxied.get_or_init(|| {
+            let labels = [
+                ("route", self.route.clone()),
+                ("outcome", PROXIED.to_owned()),
+            ];
+            (
+                metrics::counter!(REQUESTS, &labels),
+                metrics::histogram!(DURATION, &labels),
+            )
+        });
+        requests.increment(1);
+        duration.record(elapsed.as_secs_f64());
+    }
 }
 
 /// Counts one TLS certificate reload attempt.

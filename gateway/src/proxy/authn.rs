@@ -90,7 +90,8 @@ impl Principal {
 pub struct Authenticator {
     store: Store,
     sessions: Option<Arc<Sessions>>,
-    tokens: Cache<Vec<u8>, Option<Arc<ApiToken>>>,
+    /// Keyed by the token's SHA-256, held inline so a lookup does not allocate.
+    tokens: Cache<[u8; 32], Option<Arc<ApiToken>>>,
 }
 
 impl Authenticator {
@@ -177,7 +178,8 @@ impl Authenticator {
         workspace: crate::store::WorkspaceId,
         hash: TokenHash,
     ) -> Result<Option<Arc<ApiToken>>, Reject> {
-        let key = hash.as_bytes().to_vec();
+        let key = <[u8; 32]>::try_from(hash.as_bytes())
+            .map_err(|_| Reject::Internal("token hash is not SHA-256"))?;
         let store = &self.store;
         self.tokens
             .try_get_with(key, async move {

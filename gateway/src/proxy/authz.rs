@@ -13,8 +13,8 @@ use portcullis_policy::{Environment, Request, RequestContext};
 use super::authn::Principal;
 use super::reject::Reject;
 use super::route::Route;
+use crate::authz::PolicySnapshot;
 use crate::authz::bindings::{Overlay, UserBindings};
-use crate::authz::{PolicySnapshot, parse_entity};
 use crate::config::RouteActions;
 use crate::net::client_ip::ClientIp;
 
@@ -60,7 +60,7 @@ pub fn authorize(
     route: &Route,
     facts: RequestFacts<'_>,
 ) -> Result<Authorized, Reject> {
-    let Some(resource) = route.resource.as_deref().and_then(parse_entity) else {
+    let Some(resource) = route.resource_entity.clone() else {
         return Err(Reject::Internal("protected route has no resource entity"));
     };
     let request = Request {

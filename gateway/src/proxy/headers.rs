@@ -8,15 +8,17 @@
 //! gateway's own forwarding headers set. A `Connection` token can therefore neither
 //! remove a header the gateway sets nor smuggle one past the filter.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::authz::Authorized;
 use crate::api_token;
 
 /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -28,19 +30,52 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+// Header names the gateway writes, built at compile time rather than parsed per use.
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_PORTCULLIS_USER: HeaderName = HeaderName::from_static("x-portcullis-user");
+const X_PORTCULLIS_AUTH_METHOD: HeaderName = HeaderName::from_static("x-portcullis-auth-method");
+const X_PORTCULLIS_ROLES: HeaderName = HeaderName::from_static("x-portcullis-roles");
+const X_PORTCULLIS_WORKSPACE: HeaderName = HeaderName::from_static("x-portcullis-workspace");
+const X_PORTCULLIS_ASSERTION: HeaderName = HeaderName::from_static("x-portcullis-assertion");
+
 /// Name prefixes the gateway owns towards upstreams.
 const RESERVED_PREFIXES: [&str; 2] = ["x-portcullis-", "x-forwarded-"];
 /// Exact names the gateway owns towards upstreams.
 const RESERVED_NAMES: [&str; 2] = ["forwarded", "x-real-ip"];
+/// The prefix of the gateway's own cookies (session, CSRF).
+const GATEWAY_COOKIE_PREFIX: &str = "__Host-portcullis";
 
 /// Whether a client-sent header named `name` must be dropped before forwarding.
+/// Names are compared after lower-casing and mapping `_` to `-`, without allocating:
+/// this runs for every header of every request.
 pub fn is_reserved(name: &str, extra: &[HeaderName]) -> bool {
-    let normalised = name.to_ascii_lowercase().replace('_', "-");
-    RESERVED_PREFIXES
+    let name = name.as_bytes();
+    RESERVED_PREFIXES.iter().any(|prefix| {
+        name.get(..prefix.len())
+            .is_some_and(|head| normalised_eq(head, prefix.as_bytes()))
+    }) || RESERVED_NAMES
         .iter()
-        .any(|prefix| normalised.starts_with(prefix))
-        || RESERVED_NAMES.contains(&normalised.as_str())
-        || extra.iter().any(|reserved| reserved.as_str() == normalised)
+        .any(|reserved| normalised_eq(name, reserved.as_bytes()))
+        || extra
+            .iter()
+            .any(|reserved| normalised_eq(name, reserved.as_str().as_bytes()))
+}
+
+/// Whether `name`, lower-cased with `_` read as `-`, is exactly `reserved`.
+fn normalised_eq(name: &[u8], reserved: &[u8]) -> bool {
+    name.len() == reserved.len()
+        && name.iter().zip(reserved).all(|(&byte, &want)| {
+            let byte = if byte == b'_' {
+                b'-'
+            } else {
+                byte.to_ascii_lowercase()
+            };
+            byte == want
+        })
 }
 
 /// Removes hop-by-hop headers (including those named in `Connection`), every
@@ -61,15 +96,16 @@ pub fn sanitize_request(headers: &mut HeaderMap, extra: &[HeaderName]) {
 /// Removes `__Host-portcullis*` cookies (session, CSRF) from `Cookie` headers: they
 /// prove things to the gateway and are none of the upstream's business.
 fn strip_gateway_cookies(headers: &mut HeaderMap) {
-    let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    if !cookies.iter().any(|value| {
+    let ours = |value: &HeaderValue| {
         value
             .as_bytes()
-            .windows(17)
-            .any(|w| w == b"__Host-portcullis")
-    }) {
+            .windows(GATEWAY_COOKIE_PREFIX.len())
+            .any(|window| window == GATEWAY_COOKIE_PREFIX.as_bytes())
+    };
+    if !headers.get_all(header::COOKIE).iter().any(ours) {
         return;
     }
+    let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
     headers.remove(header::COOKIE);
     for value in cookies {
         let Ok(text) = value.to_str() else {
@@ -79,7 +115,7 @@ fn strip_gateway_cookies(headers: &mut HeaderMap) {
         let kept: Vec<&str> = text
             .split(';')
             .map(str::trim)
-            .filter(|pair| !pair.is_empty() && !pair.starts_with("__Host-portcullis"))
+            .filter(|pair| !pair.is_empty() && !pair.starts_with(GATEWAY_COOKIE_PREFIX))
             .collect();
         if !kept.is_empty()
             && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
@@ -95,6 +131,16 @@ pub fn sanitize_response(headers: &mut HeaderMap) {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Only names that are present are removed: most messages carry none or one
+    // (`Connection`), and removing an absent name still costs a hash and a probe.
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name))
+        .cloned()
+        .collect();
+    if present.is_empty() {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -102,14 +148,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|value| value.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in named.iter().chain(present.iter()) {
         headers.remove(name);
     }
 }
 
 /// Sets the identity headers for an authorized request and removes the gateway's own
 /// credential: the upstream learns who, never the token that proved it.
-pub fn set_identity(headers: &mut HeaderMap, authorized: &Authorized, assertion: &str) {
+pub fn set_identity(
+    headers: &mut HeaderMap,
+    authorized: &Authorized,
+    assertion: Option<&HeaderValue>,
+) {
     if headers
         .get(header::AUTHORIZATION)
         .is_some_and(|value| api_token::is_portcullis_bearer(value.as_bytes()))
@@ -117,13 +167,16 @@ pub fn set_identity(headers: &mut HeaderMap, authorized: &Authorized, assertion:
         headers.remove(header::AUTHORIZATION);
     }
     let principal = authorized.principal();
-    insert_text(headers, "x-portcullis-user", principal.user_id());
-    insert_text(headers, "x-portcullis-auth-method", principal.auth_method());
-    insert_text(headers, "x-portcullis-roles", &authorized.roles().join(","));
+    insert_text(headers, X_PORTCULLIS_USER, principal.user_id());
+    insert_text(headers, X_PORTCULLIS_AUTH_METHOD, principal.auth_method());
+    insert_owned(headers, X_PORTCULLIS_ROLES, authorized.roles().join(","));
     if let Some((_, workspace)) = principal.stored() {
-        insert_text(headers, "x-portcullis-workspace", &workspace.to_string());
+        insert_owned(headers, X_PORTCULLIS_WORKSPACE, workspace.to_string());
     }
-    insert_text(headers, "x-portcullis-assertion", assertion);
+    // Shared with every other request that reuses this assertion: no copy.
+    if let Some(assertion) = assertion {
+        headers.insert(X_PORTCULLIS_ASSERTION, assertion.clone());
+    }
 }
 
 /// What a trusted proxy in front of us already said, captured before sanitising.
@@ -138,7 +191,7 @@ pub struct UpstreamChain {
 impl UpstreamChain {
     /// Reads the forwarding headers of a request from a trusted proxy.
     pub fn capture(headers: &HeaderMap) -> UpstreamChain {
-        let join = |name: &str| {
+        let join = |name: HeaderName| {
             let parts: Vec<&str> = headers
                 .get_all(name)
                 .iter()
@@ -147,10 +200,10 @@ impl UpstreamChain {
             (!parts.is_empty()).then(|| parts.join(", "))
         };
         UpstreamChain {
-            forwarded_for: join("x-forwarded-for"),
-            forwarded: join("forwarded"),
-            proto: headers.get("x-forwarded-proto").cloned(),
-            host: headers.get("x-forwarded-host").cloned(),
+            forwarded_for: join(X_FORWARDED_FOR),
+            forwarded: join(header::FORWARDED),
+            proto: headers.get(X_FORWARDED_PROTO).cloned(),
+            host: headers.get(X_FORWARDED_HOST).cloned(),
         }
     }
 }
@@ -165,38 +218,52 @@ pub fn set_forwarding(
     host: &str,
 ) {
     let peer = peer.to_canonical();
-    let forwarded_for = match chain.forwarded_for {
-        Some(earlier) => format!("{earlier}, {peer}"),
-        None => peer.to_string(),
+    // Each value is written once into its own buffer and handed to the header map
+    // without another copy.
+    let after = |earlier: Option<String>| match earlier {
+        Some(mut earlier) => {
+            earlier.push_str(", ");
+            earlier
+        }
+        None => String::with_capacity(64),
     };
-    let node = match peer {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let element = format!(
-        "for={node};host=\"{}\";proto={proto}",
-        host.replace(['"', '\\'], "")
-    );
-    let forwarded = match chain.forwarded {
-        Some(earlier) => format!("{earlier}, {element}"),
-        None => element,
-    };
-    insert_text(headers, "x-forwarded-for", &forwarded_for);
-    insert_text(headers, "forwarded", &forwarded);
+    let address = peer.to_string();
+    let mut forwarded_for = after(chain.forwarded_for);
+    forwarded_for.push_str(&address);
+    let mut forwarded = after(chain.forwarded);
+    if peer.is_ipv4() {
+        forwarded.push_str("for=");
+        forwarded.push_str(&address);
+    } else {
+        let _ = write!(forwarded, "for=\"[{address}]\"");
+    }
+    forwarded.push_str(";host=\"");
+    forwarded.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
+    let _ = write!(forwarded, "\";proto={proto}");
+    insert_owned(headers, X_FORWARDED_FOR, forwarded_for);
+    insert_owned(headers, header::FORWARDED, forwarded);
     match chain.proto {
-        Some(value) => headers.insert("x-forwarded-proto", value),
-        None => headers.insert("x-forwarded-proto", HeaderValue::from_static(proto)),
+        Some(value) => headers.insert(X_FORWARDED_PROTO, value),
+        None => headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto)),
     };
     match chain.host {
         Some(value) => {
-            headers.insert("x-forwarded-host", value);
+            headers.insert(X_FORWARDED_HOST, value);
         }
-        None => insert_text(headers, "x-forwarded-host", host),
+        None => insert_text(headers, X_FORWARDED_HOST, host),
     }
 }
 
-fn insert_text(headers: &mut HeaderMap, name: &'static str, value: &str) {
+fn insert_text(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// Like [`insert_text`], for a value built for this header: its buffer becomes the
+/// header value as it is.
+fn insert_owned(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.insert(name, value);
     }
 }
@@ -264,6 +331,23 @@ mod tests {
         ]);
         sanitize_request(&mut map, &[]);
         assert_eq!(names(&map), ["accept"]);
+    }
+
+    #[test]
+    fn gateway_cookies_never_reach_the_upstream() {
+        let mut map = headers(&[
+            ("cookie", "theme=dark; __Host-portcullis=ws.secret"),
+            ("cookie", "__Host-portcullis-csrf=abc;lang=en"),
+            ("cookie", "__Host-portcullis=only"),
+        ]);
+        sanitize_request(&mut map, &[]);
+        let cookies: Vec<_> = map.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["theme=dark", "lang=en"]);
+        // Without a gateway cookie the header is left exactly as sent.
+        let mut map = headers(&[("cookie", "a=1;b=2"), ("cookie", "c=3")]);
+        sanitize_request(&mut map, &[]);
+        let cookies: Vec<_> = map.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1;b=2", "c=3"]);
     }
 
     #[test]

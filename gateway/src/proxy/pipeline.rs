@@ -21,7 +21,8 @@ use super::allowlist::check_allowlists;
 use super::authn::Authenticator;
 use super::authz::{RequestFacts, authorize};
 use super::headers::{
-    UpstreamChain, sanitize_request, sanitize_response, set_forwarding, set_identity,
+    UpstreamChain, X_FORWARDED_FOR, X_FORWARDED_PROTO, sanitize_request, sanitize_response,
+    set_forwarding, set_identity,
 };
 use super::path::{CanonicalPath, PathError};
 use super::reject::{Reject, RequestMeta, error_response, wants_html};
@@ -150,6 +151,30 @@ impl Gateway {
     }
 }
 
+/// The header that tells the upstream the request id.
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-portcullis-request-id");
+
+/// A request id: 64 random bits as 16 lower-case hex digits, kept on the stack.
+struct RequestId([u8; 16]);
+
+impl RequestId {
+    fn random() -> RequestId {
+        let value = rand::random::<u64>();
+        let mut digits = [b'0'; 16];
+        for (place, digit) in digits.iter_mut().rev().enumerate() {
+            let nibble = (value >> (4 * place)) & 0xf;
+            *digit =
+                char::from_digit(u32::try_from(nibble).unwrap_or(0), 16).map_or(b'0', |c| c as u8);
+        }
+        RequestId(digits)
+    }
+
+    fn as_str(&self) -> &str {
+        // Always ASCII hex digits.
+        std::str::from_utf8(&self.0).unwrap_or("0000000000000000")
+    }
+}
+
 /// Serves one request from a client connection.
 pub async fn handle(
     gateway: Arc<Gateway>,
@@ -157,23 +182,25 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let started = clock::monotonic_now();
-    let request_id = format!("{:016x}", rand::random::<u64>());
+    let request_id = RequestId::random();
     let meta = RequestMeta {
-        request_id: &request_id,
+        request_id: request_id.as_str(),
         wants_html: wants_html(request.headers().get(header::ACCEPT)),
         version: request.version(),
     };
-    let mut route_id = None;
-    let result = proxy(&gateway, &conn, &meta, request, &mut route_id).await;
-    let route_label = route_id.unwrap_or("-");
+    let mut route = None;
+    let result = proxy(&gateway, &conn, &meta, request, &mut route).await;
     let (response, outcome) = match result {
-        Ok(response) => (response, "proxied"),
+        Ok(response) => (response, metrics::PROXIED),
         Err(reject) => {
             let code = reject.code();
             (reject.into_response(&meta), code)
         }
     };
-    metrics::record_request(route_label, outcome, started.elapsed());
+    match route {
+        Some(route) => route.metrics.record(outcome, started.elapsed()),
+        None => metrics::record_request("-", outcome, started.elapsed()),
+    }
     response
 }
 
@@ -182,7 +209,7 @@ async fn proxy<'g>(
     conn: &ConnInfo,
     meta: &RequestMeta<'_>,
     mut request: Request<Incoming>,
-    route_id: &mut Option<&'g str>,
+    route_found: &mut Option<&'g Route>,
 ) -> Result<Response<Body>, Reject> {
     if conn.framing.is_ambiguous() {
         return Err(Reject::BadFraming(
@@ -216,7 +243,7 @@ async fn proxy<'g>(
 
     let client = client_ip(
         conn.peer.ip(),
-        request.headers().get_all("x-forwarded-for").iter(),
+        request.headers().get_all(X_FORWARDED_FOR).iter(),
         &gateway.trusted,
     )?;
     let host = request_host(
@@ -229,7 +256,7 @@ async fn proxy<'g>(
         let forwarded_https = gateway.trusted.contains(conn.peer.ip().to_canonical())
             && request
                 .headers()
-                .get("x-forwarded-proto")
+                .get(X_FORWARDED_PROTO)
                 .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
         let scheme = if conn.tls || forwarded_https {
             "https"
@@ -243,7 +270,7 @@ async fn proxy<'g>(
         return Ok(login.handle(path.as_str(), request, &origin).await);
     }
     let route = gateway.routes.lookup(&host.name, &path)?;
-    *route_id = Some(&route.id);
+    *route_found = Some(route);
     check_allowlists(client, route.allowlist.as_ref())?;
     let authorized = if route.access == Access::Protected {
         let now = clock::system_now();
@@ -300,11 +327,11 @@ async fn proxy<'g>(
             .assertions
             .for_request(authorized.principal(), &route.id, clock::system_now())
             .await;
-        set_identity(&mut parts.headers, authorized, &assertion);
+        set_identity(&mut parts.headers, authorized, assertion.as_ref());
     }
     forwarded_host(&mut parts.headers, route, &host.raw)?;
     if let Ok(id) = HeaderValue::from_str(meta.request_id) {
-        parts.headers.insert("x-portcullis-request-id", id);
+        parts.headers.insert(REQUEST_ID_HEADER, id);
     }
     if websocket {
         parts
@@ -549,7 +576,22 @@ fn spawn_tunnel(
 mod tests {
     use http::{HeaderMap, HeaderValue, Version, header};
 
-    use super::check_framing;
+    use super::{RequestId, check_framing};
+
+    #[test]
+    fn request_ids_are_sixteen_hex_digits_and_differ() {
+        let first = RequestId::random();
+        let second = RequestId::random();
+        for id in [&first, &second] {
+            assert_eq!(id.as_str().len(), 16);
+            assert!(
+                id.as_str()
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            );
+        }
+        assert_ne!(first.as_str(), second.as_str());
+    }
 
     fn check(version: Version, pairs: &[(&str, &str)]) -> String {
         let mut headers = HeaderMap::new();

@@ -8,11 +8,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use portcullis_policy::EntityRef;
+
 use super::allowlist::Allowlist;
 use super::path::CanonicalPath;
 use super::reject::Reject;
 use super::upstream::{Upstream, UpstreamError};
+use crate::authz::parse_entity;
 use crate::config::{Access, RouteActions, RouteConfig};
+use crate::ops::metrics::RouteMetrics;
 
 /// A compiled route.
 pub struct Route {
@@ -21,11 +25,14 @@ pub struct Route {
     case_insensitive: bool,
     pub(crate) access: Access,
     pub(crate) resource: Option<String>,
+    /// `resource` as a policy entity, parsed once.
+    pub(crate) resource_entity: Option<EntityRef>,
     pub(crate) allowlist: Option<Allowlist>,
     pub(crate) websocket: bool,
     pub(crate) preserve_host: bool,
     pub(crate) actions: RouteActions,
     pub(crate) upstream: Upstream,
+    pub(crate) metrics: RouteMetrics,
 }
 
 /// Every route, indexed by host.
@@ -50,12 +57,14 @@ impl RouteTable {
                 case_insensitive: config.case_insensitive,
                 access: config.access,
                 resource: config.resource.clone(),
+                resource_entity: config.resource.as_deref().and_then(parse_entity),
                 allowlist: (!config.allow.is_empty())
                     .then(|| Allowlist::new(format!("route:{}", config.id), config.allow.clone())),
                 websocket: config.websocket,
                 preserve_host: config.preserve_host,
                 actions: config.actions.clone(),
                 upstream: Upstream::build(config)?,
+                metrics: RouteMetrics::new(&config.id),
             });
             if config.host == "*" {
                 any_host.push(route);
