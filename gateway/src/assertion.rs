@@ -86,7 +86,7 @@ impl Assertions {
             .map_or(0, |since| since.as_secs());
         let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": self.key.kid() });
         let jti: [u8; 16] = rand::random();
-        let claims = serde_json::json!({
+        let mut claims = serde_json::json!({
             "iss": ISSUER,
             "sub": principal.user_id(),
             "aud": route,
@@ -97,6 +97,9 @@ impl Assertions {
             "amr": [principal.auth_method()],
             "mfa": principal.mfa(),
         });
+        if let (Some(email), Some(map)) = (principal.email(), claims.as_object_mut()) {
+            map.insert("email".to_owned(), serde_json::Value::from(email));
+        }
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),

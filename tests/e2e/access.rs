@@ -154,6 +154,10 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
         header_values(headers, "x-portcullis-workspace"),
         [workspace.as_str()]
     );
+    assert_eq!(
+        header_values(headers, "x-portcullis-email"),
+        ["olga@acme.test"]
+    );
     assert!(
         headers.get("authorization").is_none(),
         "the gateway's token reached the upstream"
@@ -175,6 +179,7 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
         jsonwebtoken::decode::<serde_json::Value>(&assertion, &key, &validation).unwrap();
     assert_eq!(verified.header.kid.as_deref(), jwk["kid"].as_str());
     assert_eq!(verified.claims["sub"], operator.as_str());
+    assert_eq!(verified.claims["email"], "olga@acme.test");
     let lifetime =
         verified.claims["exp"].as_u64().unwrap() - verified.claims["iat"].as_u64().unwrap();
     assert!(lifetime <= 60, "{lifetime}");

@@ -19,6 +19,7 @@ async fn client_identity_headers_never_reach_the_upstream() {
         "/",
         &[
             "X-Portcullis-User: admin",
+            "X-Portcullis-Email: ceo@acme.test",
             "X_Portcullis_User: admin",
             "x-portcullis-roles: Admin",
             "X-Forwarded-For: 10.0.0.1",

@@ -312,6 +312,10 @@ async fn browser_sign_in_and_out() {
     let headers = &seen.last().unwrap().headers;
     assert_eq!(header_values(headers, "x-portcullis-user"), [user.as_str()]);
     assert_eq!(
+        header_values(headers, "x-portcullis-email"),
+        ["olga@acme.test"]
+    );
+    assert_eq!(
         header_values(headers, "x-portcullis-auth-method"),
         ["password"]
     );

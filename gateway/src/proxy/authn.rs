@@ -28,6 +28,8 @@ const TOKEN_CACHE_CAPACITY: u64 = 100_000;
 #[derive(Debug, Clone)]
 pub struct Principal {
     user_id: String,
+    /// The user's email, when the store knows it.
+    email: Option<Arc<str>>,
     /// The user and workspace as stored, when the credential came from the store.
     stored: Option<(UserId, WorkspaceId)>,
     /// The session, when the credential is a session cookie.
@@ -47,12 +49,18 @@ impl Principal {
     ) -> Principal {
         Principal {
             user_id,
+            email: None,
             stored: None,
             session: None,
             auth_method,
             mfa,
             authenticated_at,
         }
+    }
+
+    /// The user's email, if known.
+    pub fn email(&self) -> Option<&str> {
+        self.email.as_deref()
     }
 
     /// The user's id (the Cedar principal is `User::"<id>"`).
@@ -133,6 +141,7 @@ impl Authenticator {
             if let Some(session) = found {
                 return Ok(Principal {
                     user_id: session.user_id.to_string(),
+                    email: session.user_email.as_deref().map(Arc::from),
                     stored: Some((session.user_id, session.workspace_id)),
                     session: Some((workspace, hash.clone())),
                     auth_method: session.auth_method.as_str(),
@@ -162,6 +171,7 @@ impl Authenticator {
         match record {
             Some(token) if token.is_usable(now) => Ok(Principal {
                 user_id: token.created_by.to_string(),
+                email: token.creator_email.as_deref().map(Arc::from),
                 stored: Some((token.created_by, token.workspace_id)),
                 session: None,
                 auth_method: "api_token",

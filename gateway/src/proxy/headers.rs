@@ -37,6 +37,7 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_PORTCULLIS_USER: HeaderName = HeaderName::from_static("x-portcullis-user");
+const X_PORTCULLIS_EMAIL: HeaderName = HeaderName::from_static("x-portcullis-email");
 const X_PORTCULLIS_AUTH_METHOD: HeaderName = HeaderName::from_static("x-portcullis-auth-method");
 const X_PORTCULLIS_ROLES: HeaderName = HeaderName::from_static("x-portcullis-roles");
 const X_PORTCULLIS_WORKSPACE: HeaderName = HeaderName::from_static("x-portcullis-workspace");
@@ -168,6 +169,9 @@ pub fn set_identity(
     }
     let principal = authorized.principal();
     insert_text(headers, X_PORTCULLIS_USER, principal.user_id());
+    if let Some(email) = principal.email() {
+        insert_text(headers, X_PORTCULLIS_EMAIL, email);
+    }
     insert_text(headers, X_PORTCULLIS_AUTH_METHOD, principal.auth_method());
     insert_owned(headers, X_PORTCULLIS_ROLES, authorized.roles().join(","));
     if let Some((_, workspace)) = principal.stored() {

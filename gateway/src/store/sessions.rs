@@ -106,6 +106,8 @@ pub struct Session {
     pub auth_method: AuthMethod,
     /// When it was revoked, if it was.
     pub revoked_at: Option<OffsetDateTime>,
+    /// The user's email (read with the session, for the identity headers).
+    pub user_email: Option<String>,
 }
 
 impl Session {
@@ -132,6 +134,7 @@ struct SessionRow {
     #[sqlx(try_from = "String")]
     auth_method: AuthMethod,
     revoked_at: Option<OffsetDateTime>,
+    user_email: Option<String>,
 }
 
 impl From<SessionRow> for Session {
@@ -148,6 +151,7 @@ impl From<SessionRow> for Session {
             mfa_done: row.mfa_done,
             auth_method: row.auth_method,
             revoked_at: row.revoked_at,
+            user_email: row.user_email,
         }
     }
 }
@@ -157,7 +161,9 @@ macro_rules! select_session_where {
     ($condition:literal) => {
         concat!(
             "SELECT id_hash, organization_id, workspace_id, user_id, created_at, last_seen_at, \
-             idle_timeout_secs, absolute_expiry, mfa_done, auth_method, revoked_at \
+             idle_timeout_secs, absolute_expiry, mfa_done, auth_method, revoked_at, \
+             (SELECT email FROM users WHERE users.organization_id = sessions.organization_id \
+             AND users.id = sessions.user_id) AS user_email \
              FROM sessions WHERE workspace_id = $1 AND ",
             $condition
         )
@@ -177,6 +183,10 @@ impl Store {
              created_at, last_seen_at, idle_timeout_secs, absolute_expiry, mfa_done, auth_method, \
              revoked_at) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, NULL)";
         let organization = self.workspace_organization(workspace).await?;
+        let user_email = self
+            .get_user(organization, new.user_id)
+            .await?
+            .map(|user| user.email);
         let session = Session {
             hash: new.hash.clone(),
             organization_id: organization,
@@ -189,6 +199,7 @@ impl Store {
             mfa_done: new.mfa_done,
             auth_method: new.auth_method,
             revoked_at: None,
+            user_email,
         };
         with_pool!(self, |pool| {
             sqlx::query(SQL)

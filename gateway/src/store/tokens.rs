@@ -37,6 +37,8 @@ pub struct ApiToken {
     pub expires_at: OffsetDateTime,
     /// When it was revoked, if it was.
     pub revoked_at: Option<OffsetDateTime>,
+    /// The email of the user it acts as.
+    pub creator_email: Option<String>,
 }
 
 impl ApiToken {
@@ -50,7 +52,9 @@ impl ApiToken {
 macro_rules! select_token_where {
     ($rest:literal) => {
         concat!(
-            "SELECT id, workspace_id, name, created_by, created_at, expires_at, revoked_at \
+            "SELECT id, workspace_id, name, created_by, created_at, expires_at, revoked_at, \
+             (SELECT email FROM users WHERE users.organization_id = api_tokens.organization_id \
+             AND users.id = api_tokens.created_by) AS creator_email \
              FROM api_tokens WHERE workspace_id = $1",
             $rest
         )
@@ -70,6 +74,10 @@ impl Store {
              name, created_by, created_at, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)";
         let organization = self.workspace_organization(workspace).await?;
+        let creator_email = self
+            .get_user(organization, new.created_by)
+            .await?
+            .map(|user| user.email);
         let token = ApiToken {
             id: ApiTokenId::generate(now),
             workspace_id: workspace,
@@ -78,6 +86,7 @@ impl Store {
             created_at: stored_time(now),
             expires_at: stored_time(new.expires_at),
             revoked_at: None,
+            creator_email,
         };
         with_pool!(self, |pool| {
             sqlx::query(SQL)

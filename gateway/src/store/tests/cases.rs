@@ -1160,8 +1160,14 @@ pub(super) async fn api_tokens(store: Store) {
     let fetched = store
         .get_api_token_by_hash(a.workspace, &TokenHash::of(b"secret-1"))
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(fetched, Some(first.clone()));
+    assert_eq!(
+        fetched.creator_email.as_deref(),
+        Some("alice@a.example"),
+        "read with the email of the user it acts as"
+    );
+    assert_eq!(fetched, first);
     assert_eq!(
         store
             .get_api_token_by_hash(a.workspace, &TokenHash::of(b"secret-3"))
