@@ -15,6 +15,7 @@ mod access;
 mod accounts;
 mod cli;
 mod email_code;
+mod forward_auth;
 mod hygiene;
 mod lifecycle;
 mod login;

@@ -5,6 +5,8 @@
 //! 6. authentication for protected routes; 7. header hygiene and forwarding headers;
 //! 8. the upstream exchange (streamed; WebSocket upgrades tunnelled).
 
+mod forward_auth;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +21,7 @@ use portcullis_policy::Environment;
 
 use super::allowlist::check_allowlists;
 use super::authn::Authenticator;
-use super::authz::{RequestFacts, authorize};
+use super::authz::{Authorized, RequestFacts, authorize};
 use super::headers::{
     UpstreamChain, X_FORWARDED_FOR, X_FORWARDED_PROTO, sanitize_request, sanitize_response,
     set_forwarding, set_identity,
@@ -38,7 +40,7 @@ use crate::crypto::{SecretBox, SigningKey};
 use crate::login::LoginSetupError;
 use crate::login::password::{PasswordError, PasswordHasher};
 use crate::login::{LOGIN_PATH, Login, Origin};
-use crate::net::client_ip::{TrustedProxies, client_ip};
+use crate::net::client_ip::{ClientIp, TrustedProxies, client_ip};
 use crate::net::framing::FramingFlag;
 use crate::net::idle::{ActivityIo, until_idle};
 use crate::ops::metrics;
@@ -235,6 +237,9 @@ async fn proxy<'g>(
             other => Reject::AmbiguousPath(other),
         },
     )?;
+    if path.as_str() == forward_auth::FORWARD_AUTH_PATH && request.method() == Method::GET {
+        return forward_auth::check(gateway, conn, meta, &request).await;
+    }
     let reserved = path.as_str() == "/.portcullis" || path.as_str().starts_with(RESERVED_PREFIX);
     let is_login_path = crate::login::is_login_path(path.as_str());
     if reserved && !(is_login_path && gateway.login.is_some()) {
@@ -273,39 +278,11 @@ async fn proxy<'g>(
     *route_found = Some(route);
     check_allowlists(client, route.allowlist.as_ref())?;
     let authorized = if route.access == Access::Protected {
-        let now = clock::system_now();
-        let principal = gateway
-            .authenticator
-            .authenticate(request.headers(), route, time::OffsetDateTime::from(now))
-            .await
-            .map_err(|reject| sign_in_instead(gateway, reject, &request, meta))?;
-        let snapshot = gateway.policy.snapshot();
-        let store_bindings = match principal.stored() {
-            Some((user, workspace)) => Some(
-                gateway
-                    .bindings
-                    .of(workspace, user, snapshot.directory())
-                    .await
-                    .map_err(|err| {
-                        tracing::error!(error = %err, "role binding lookup failed");
-                        Reject::StoreUnavailable
-                    })?,
-            ),
-            None => None,
-        };
-        let facts = RequestFacts {
-            method: request.method(),
-            client,
-            environment: gateway.environment,
-            now,
-        };
-        Some(authorize(
-            &snapshot,
-            store_bindings.as_deref(),
-            principal,
-            route,
-            facts,
-        )?)
+        Some(
+            check_access(gateway, route, request.headers(), request.method(), client)
+                .await
+                .map_err(|reject| sign_in_instead(gateway, reject, &request, meta))?,
+        )
     } else {
         None
     };
@@ -384,6 +361,50 @@ async fn proxy<'g>(
     let (mut parts, body) = response.into_parts();
     sanitize_response(&mut parts.headers);
     Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// Authenticates the caller of a protected route (session cookie or API token in
+/// `headers`) and asks the policy whether `method` on the route is allowed for them
+/// from `client`. Shared by the proxy and the forward-auth endpoint.
+pub(super) async fn check_access(
+    gateway: &Gateway,
+    route: &Route,
+    headers: &HeaderMap,
+    method: &Method,
+    client: ClientIp,
+) -> Result<Authorized, Reject> {
+    let now = clock::system_now();
+    let principal = gateway
+        .authenticator
+        .authenticate(headers, route, time::OffsetDateTime::from(now))
+        .await?;
+    let snapshot = gateway.policy.snapshot();
+    let store_bindings = match principal.stored() {
+        Some((user, workspace)) => Some(
+            gateway
+                .bindings
+                .of(workspace, user, snapshot.directory())
+                .await
+                .map_err(|err| {
+                    tracing::error!(error = %err, "role binding lookup failed");
+                    Reject::StoreUnavailable
+                })?,
+        ),
+        None => None,
+    };
+    let facts = RequestFacts {
+        method,
+        client,
+        environment: gateway.environment,
+        now,
+    };
+    authorize(
+        &snapshot,
+        store_bindings.as_deref(),
+        principal,
+        route,
+        facts,
+    )
 }
 
 /// A browser that is not signed in is sent to the sign-in page (and back afterwards)

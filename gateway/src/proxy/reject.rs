@@ -98,6 +98,12 @@ pub enum Reject {
     /// The upstream did not answer in time.
     #[error("upstream did not respond within the route's response timeout")]
     UpstreamTimeout,
+    /// A forward-auth question from a peer that is not a trusted proxy.
+    #[error("forward-auth asked by a peer that is not a trusted proxy")]
+    UntrustedForwardAuth,
+    /// A forward-auth question that does not describe a request.
+    #[error("malformed forward-auth question: {0}")]
+    BadForwardAuth(&'static str),
     /// The store could not be asked (credentials cannot be checked, so nobody passes).
     #[error("store unavailable")]
     StoreUnavailable,
@@ -126,6 +132,8 @@ impl Reject {
             Reject::UpstreamUnavailable(_) => "upstream_unavailable",
             Reject::UpstreamTimeout => "upstream_timeout",
             Reject::StoreUnavailable => "unavailable",
+            Reject::UntrustedForwardAuth => "untrusted_forward_auth",
+            Reject::BadForwardAuth(_) => "bad_forward_auth",
             Reject::Internal(_) => "internal",
         }
     }
@@ -137,11 +145,14 @@ impl Reject {
             | Reject::AmbiguousPath(_)
             | Reject::BadHost
             | Reject::BadForwardedFor
-            | Reject::UnsupportedTarget => StatusCode::BAD_REQUEST,
+            | Reject::UnsupportedTarget
+            | Reject::BadForwardAuth(_) => StatusCode::BAD_REQUEST,
             Reject::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Reject::UnknownHost { status, .. } => *status,
             Reject::NoRoute { .. } | Reject::ReservedPath => StatusCode::NOT_FOUND,
-            Reject::IpNotAllowed { .. } | Reject::Denied { .. } => StatusCode::FORBIDDEN,
+            Reject::IpNotAllowed { .. } | Reject::Denied { .. } | Reject::UntrustedForwardAuth => {
+                StatusCode::FORBIDDEN
+            }
             Reject::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Reject::SignInRequired { .. } => StatusCode::SEE_OTHER,
             Reject::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,

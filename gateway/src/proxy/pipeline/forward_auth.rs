@@ -1,0 +1,150 @@
+//! Forward-auth: `GET /.portcullis/auth` answers "may this request through?" for a
+//! proxy that stays in front (nginx `auth_request`, Traefik `forwardAuth`, Envoy
+//! `ext_authz` in HTTP mode), with the same route, allowlist, authentication and Cedar
+//! decision the gateway applies to the traffic it proxies itself.
+//!
+//! Only a trusted proxy (`network.trusted_proxies`) may ask: the original request is
+//! described by headers it sets, which nobody else may. The original method comes from
+//! `X-Forwarded-Method` (Traefik) or `X-Original-Method` (nginx), the original target
+//! from `X-Forwarded-Uri` or `X-Original-URI`, the host from `X-Forwarded-Host` or
+//! `Host`, the client from `X-Forwarded-For`; credentials (the session cookie or an API
+//! token) arrive as the proxy passes them on.
+//!
+//! Answers: 200 with the identity headers to copy upstream (`X-Portcullis-User`, `-Email`,
+//! `-Roles`, `-Workspace`, `-Auth-Method`, `-Assertion`); 401 when nobody is signed in
+//! (or, with `?redirect=true` for a proxy that relays the answer to browsers, a 303 to
+//! the sign-in page); 403 when an allowlist or the policy says no; 400 for a malformed
+//! description. nginx treats anything but 2xx, 401 and 403 as an error, hence no
+//! redirect by default.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::{
+    ConnInfo, Gateway, Reject, RequestMeta, check_access, client_ip, clock, full, request_host,
+    set_identity,
+};
+use crate::config::Access;
+use crate::login::LOGIN_PATH;
+use crate::proxy::Body;
+use crate::proxy::path::{CanonicalPath, PathError};
+
+/// The endpoint's path.
+pub const FORWARD_AUTH_PATH: &str = "/.portcullis/auth";
+
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The one value of the first of `names` that is present; several values are refused.
+fn one_of<'h>(headers: &'h HeaderMap, names: &[HeaderName]) -> Result<Option<&'h str>, Reject> {
+    for name in names {
+        let mut values = headers.get_all(name).iter();
+        if let Some(value) = values.next() {
+            if values.next().is_some() {
+                return Err(Reject::BadForwardAuth("a header appears twice"));
+            }
+            return value
+                .to_str()
+                .map(Some)
+                .map_err(|_| Reject::BadForwardAuth("a header is not text"));
+        }
+    }
+    Ok(None)
+}
+
+/// Answers a forward-auth question.
+pub(super) async fn check(
+    gateway: &Gateway,
+    conn: &ConnInfo,
+    meta: &RequestMeta<'_>,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, Reject> {
+    if !gateway.trusted.contains(conn.peer.ip().to_canonical()) {
+        return Err(Reject::UntrustedForwardAuth);
+    }
+    let headers = request.headers();
+    let method = match one_of(headers, &[X_FORWARDED_METHOD, X_ORIGINAL_METHOD])? {
+        Some(text) => Method::from_bytes(text.trim().as_bytes())
+            .map_err(|_| Reject::BadForwardAuth("the original method is not a method"))?,
+        None => Method::GET,
+    };
+    let target = one_of(headers, &[X_FORWARDED_URI, X_ORIGINAL_URI])?.ok_or(
+        Reject::BadForwardAuth("no X-Forwarded-Uri or X-Original-URI"),
+    )?;
+    if target.len() > gateway.max_uri_bytes {
+        return Err(Reject::UriTooLong {
+            limit: gateway.max_uri_bytes,
+        });
+    }
+    let (raw_path, _query) = target.split_once('?').unwrap_or((target, ""));
+    let path =
+        CanonicalPath::parse(raw_path, gateway.reject_path_parameters).map_err(
+            |err| match err {
+                PathError::NotOriginForm => {
+                    Reject::BadForwardAuth("the original target is not a path")
+                }
+                other => Reject::AmbiguousPath(other),
+            },
+        )?;
+    if path.as_str() == "/.portcullis" || path.as_str().starts_with(super::RESERVED_PREFIX) {
+        return Err(Reject::BadForwardAuth(
+            "the gateway's own paths are not forwarded",
+        ));
+    }
+    let host = if headers.contains_key(X_FORWARDED_HOST) {
+        request_host(None, headers.get_all(X_FORWARDED_HOST).iter())?
+    } else {
+        request_host(
+            request.uri().authority(),
+            headers.get_all(header::HOST).iter(),
+        )?
+    };
+    let client = client_ip(
+        conn.peer.ip(),
+        headers.get_all(super::X_FORWARDED_FOR).iter(),
+        &gateway.trusted,
+    )?;
+    let route = gateway.routes.lookup(&host.name, &path)?;
+    crate::proxy::allowlist::check_allowlists(client, route.allowlist.as_ref())?;
+    let mut response = Response::new(full(""));
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if route.access == Access::Public {
+        return Ok(response);
+    }
+    let authorized = match check_access(gateway, route, headers, &method, client).await {
+        Ok(authorized) => authorized,
+        Err(Reject::Unauthenticated { .. })
+            if wants_redirect(request)
+                && meta.wants_html
+                && matches!(method, Method::GET | Method::HEAD)
+                && gateway.login.is_some() =>
+        {
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", target)
+                .finish();
+            return Err(Reject::SignInRequired {
+                location: format!("{LOGIN_PATH}?{query}"),
+            });
+        }
+        Err(reject) => return Err(reject),
+    };
+    let assertion = gateway
+        .assertions
+        .for_request(authorized.principal(), &route.id, clock::system_now())
+        .await;
+    set_identity(response.headers_mut(), &authorized, assertion.as_ref());
+    Ok(response)
+}
+
+fn wants_redirect(request: &Request<Incoming>) -> bool {
+    request.uri().query().is_some_and(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .any(|(key, value)| key == "redirect" && value == "true")
+    })
+}
