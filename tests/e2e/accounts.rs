@@ -10,7 +10,7 @@ use crate::login::{
     PASSWORD, cookie_value, hidden_field, location, password_sign_in, post_form,
     signed_in_setup_with,
 };
-use crate::support::{Gateway, RawResponse, Setup, admin_cli, raw_get, route};
+use crate::support::{Gateway, RawResponse, Setup, admin_cli, raw_get, route, wait_for_status};
 
 /// A fresh CSRF token for this browser: (cookie header part, token).
 async fn csrf(gateway: &Gateway) -> (String, String) {
@@ -593,4 +593,56 @@ async fn init_creates_the_first_admin_with_a_one_time_setup_token() {
     .await;
     assert_eq!(signed_in.status, 303);
     assert!(cookie_value(&signed_in, "__Host-portcullis").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_ends_one_session_from_the_command_line() {
+    let (_upstream, gateway, user, workspace, _) = signed_in_setup_with(false).await;
+    let laptop = sign_in(&gateway).await;
+    let phone = sign_in(&gateway).await;
+    let list = || {
+        admin_cli(
+            &gateway.config,
+            &[
+                "session",
+                "list",
+                "--workspace",
+                &workspace,
+                "--user",
+                &user,
+            ],
+        )
+    };
+    let listed = list();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    // The account page marks which handle is the laptop's own.
+    let (csrf_cookie, _) = csrf(&gateway).await;
+    let account = page(
+        &gateway,
+        "/.portcullis/account",
+        &format!("{csrf_cookie}; {laptop}"),
+    )
+    .await;
+    let phone_handle = hidden_field(&account.body, "session");
+    assert!(
+        listed.contains(&phone_handle),
+        "CLI and page show the same handles"
+    );
+    admin_cli(
+        &gateway.config,
+        &[
+            "session",
+            "revoke",
+            "--workspace",
+            &workspace,
+            "--user",
+            &user,
+            &phone_handle,
+        ],
+    );
+    assert_eq!(list().lines().count(), 1);
+    // Another process changed the store: this gateway notices within its 5 s cache.
+    let status = wait_for_status(gateway.addr, "/reports", &format!("Cookie: {phone}"), 401).await;
+    assert_eq!(status, 401);
+    assert_eq!(app(&gateway, &laptop).await.status, 200);
 }

@@ -196,6 +196,17 @@ pub enum SessionCommand {
         #[arg(long)]
         user: UserId,
     },
+    /// Sign out one session, by the handle `session list` shows.
+    Revoke {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: WorkspaceId,
+        /// The user id.
+        #[arg(long)]
+        user: UserId,
+        /// The session's handle (first column of `session list`).
+        handle: String,
+    },
     /// Sign a user out everywhere (every session in every workspace).
     RevokeAll {
         /// The organization id.
@@ -552,7 +563,8 @@ pub async fn session(config: &Path, command: SessionCommand) -> anyhow::Result<(
         SessionCommand::List { workspace, user } => {
             for session in store.list_user_sessions(workspace, user, now).await? {
                 println!(
-                    "{}\tsigned in {}\tlast seen {}\tends by {}\tmfa={}",
+                    "{}\t{}\tsigned in {}\tlast seen {}\tends by {}\tmfa={}",
+                    crate::session::handle(&session.hash),
                     session.auth_method,
                     session.created_at,
                     session.last_seen_at,
@@ -560,6 +572,22 @@ pub async fn session(config: &Path, command: SessionCommand) -> anyhow::Result<(
                     session.mfa_done
                 );
             }
+        }
+        SessionCommand::Revoke {
+            workspace,
+            user,
+            handle,
+        } => {
+            let found = store
+                .list_user_sessions(workspace, user, now)
+                .await?
+                .into_iter()
+                .find(|session| crate::session::handle(&session.hash) == handle.trim());
+            let Some(session) = found else {
+                bail!("no live session `{handle}` of user {user} in workspace {workspace}");
+            };
+            store.revoke_session(workspace, &session.hash, now).await?;
+            eprintln!("session ended; running gateways refuse it within seconds");
         }
         SessionCommand::RevokeAll { organization, user } => {
             let revoked = store.revoke_user_sessions(organization, user, now).await?;

@@ -72,7 +72,7 @@ enum Command {
         #[command(subcommand)]
         command: admin::UserCommand,
     },
-    /// Sessions: list, revoke-all.
+    /// Sessions: list, revoke, revoke-all.
     Session {
         /// The TOML configuration file (names the store).
         #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]

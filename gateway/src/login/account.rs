@@ -49,16 +49,6 @@ fn unavailable() -> http::Response<Body> {
     )
 }
 
-/// A session's handle on the account page: half its hash, enough to pick one of a
-/// user's sessions, useless for anything else.
-fn handle_of(hash: &SessionHash) -> String {
-    hash.as_bytes()
-        .iter()
-        .take(16)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
-
 fn rules_text(profile: PasswordProfile) -> &'static str {
     match profile {
         PasswordProfile::Nist => {
@@ -166,7 +156,7 @@ impl Login {
         let rows: Vec<SessionRow> = listed
             .iter()
             .map(|session| SessionRow {
-                handle: handle_of(&session.hash),
+                handle: session::handle(&session.hash),
                 started: rfc3339(session.created_at),
                 last_seen: rfc3339(session.last_seen_at),
                 method: format!(
@@ -218,7 +208,8 @@ impl Login {
                 let targets = listed.iter().filter(|session| {
                     session.hash != me.hash
                         && (action == "revoke-others"
-                            || wanted.is_some_and(|wanted| handle_of(&session.hash) == wanted))
+                            || wanted
+                                .is_some_and(|wanted| session::handle(&session.hash) == wanted))
                 });
                 let mut ended = 0;
                 for target in targets {
@@ -585,7 +576,8 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{bounded_number, handle_of};
+    use super::bounded_number;
+    use crate::session::handle;
     use crate::store::SessionHash;
 
     #[test]
@@ -601,7 +593,7 @@ mod tests {
 
     #[test]
     fn handles_are_half_the_hash() {
-        let handle = handle_of(&SessionHash::of(b"abc"));
+        let handle = handle(&SessionHash::of(b"abc"));
         assert_eq!(handle, "ba7816bf8f01cfea414140de5dae2223");
     }
 }

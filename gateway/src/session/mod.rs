@@ -281,6 +281,14 @@ impl Sessions {
     }
 }
 
+/// A session's public handle, for listings and "sign this one out": the first half of
+/// its hash in hex. It names one of a user's sessions; it cannot be used as one.
+pub fn handle(hash: &SessionHash) -> String {
+    let mut out = String::with_capacity(32);
+    crate::crypto::random::push_hex(&mut out, hash.as_bytes().get(..16).unwrap_or_default());
+    out
+}
+
 /// A session's idle timeout and absolute lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
