@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Load phase of the Portcullis benchmark (called by tests/bench/run.sh).
 
-The targets are already running. For each round and each load (c=64 throughput,
-c=1 latency) every target is checked with curl (status 200 and the exact body),
-then loaded with wrk while the CPU time of the proxy's own processes is read from
-/proc before and after. Medians over the rounds are reported, and every figure is
-also given as a ratio to the reference nginx measured in the same round.
-Standard library only.
+The targets are already running and described in a JSON file (name, URL, headers, the
+PID whose CPU is charged, whether it is an nginx master). For each round and each load
+(c=64 throughput, c=1 latency) every target is checked with curl (status 200 and the
+exact body), then loaded with wrk while the CPU time of the proxy's own processes is
+read from /proc before and after. Medians over the rounds are reported, and every
+figure is also given as a ratio to the reference nginx measured in the same round;
+the scale-axis targets are also compared with the baseline session target.
+
+Then the login storm: the session target at c=1, alternately alone and while
+tests/bench/client.py signs in from N threads at full argon2 cost; its p99 under the
+storm is compared with its p99 alone. Standard library only.
 """
 
 import argparse
@@ -176,8 +181,9 @@ METRICS = [
 ]
 
 
-def summarize(rounds, target_names):
-    """Medians per load/target/metric, plus the median of per-round ratios to nginx."""
+def summarize(rounds, target_names, baseline):
+    """Medians per load/target/metric, the median of per-round ratios to nginx and, for
+    every target, to `baseline` (the session target the scale axes are compared with)."""
     out = {}
     for load, _, _ in LOADS:
         out[load] = {}
@@ -185,27 +191,27 @@ def summarize(rounds, target_names):
             row = {}
             for key, _, _ in METRICS + [("upstream_cpu_us_per_req", None, None)]:
                 values = [r[load][name][key] for r in rounds]
-                ratios = [
-                    r[load][name][key] / r[load][REFERENCE][key]
-                    for r in rounds
-                    if r[load][REFERENCE][key]
-                ]
                 row[key] = statistics.median(values)
-                row[key + "_ratio"] = statistics.median(ratios) if ratios else float("nan")
+                for suffix, ref in (("_ratio", REFERENCE), ("_vs_base", baseline)):
+                    ratios = [
+                        r[load][name][key] / r[load][ref][key]
+                        for r in rounds
+                        if ref in r[load] and r[load][ref][key]
+                    ]
+                    row[key + suffix] = statistics.median(ratios) if ratios else float("nan")
             deltas = [r[load][name]["p50_us"] - r[load][REFERENCE]["p50_us"] for r in rounds]
             row["p50_delta_us"] = statistics.median(deltas)
             out[load][name] = row
     return out
 
 
-def markdown(summary, target_names, meta):
+TITLES = {"c64": "Throughput: wrk -t2 -c64", "c1": "Latency: wrk -t1 -c1"}
+
+
+def markdown(summary, main_names, scale_names, baseline, meta):
     lines = []
-    titles = {
-        "c64": "Throughput: wrk -t2 -c64",
-        "c1": "Latency: wrk -t1 -c1",
-    }
     for load, _, _ in LOADS:
-        lines.append(f"### {titles[load]}, {meta['duration']} s × {meta['rounds']} rounds, medians")
+        lines.append(f"### {TITLES[load]}, {meta['duration']} s × {meta['rounds']} rounds, medians")
         lines.append("")
         head = ["target"]
         for _, heading, _ in METRICS:
@@ -214,7 +220,7 @@ def markdown(summary, target_names, meta):
             head.append("Δp50 vs nginx µs")
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
-        for name in target_names:
+        for name in main_names + scale_names:
             row = summary[load][name]
             cells = [name]
             for key, _, fmt in METRICS:
@@ -222,6 +228,19 @@ def markdown(summary, target_names, meta):
             if load == "c1":
                 cells.append(f"{row['p50_delta_us']:+.0f}")
             lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if scale_names:
+        lines.append(f"### Scale axes: each figure ÷ `{baseline}` in the same round, medians")
+        lines.append("")
+        lines.append("| target | c=64 req/s | c=64 CPU µs/req | c=1 p50 | c=1 p99 | c=1 CPU µs/req |")
+        lines.append("|---|---|---|---|---|---|")
+        for name in scale_names:
+            c64, c1 = summary["c64"][name], summary["c1"][name]
+            lines.append(
+                f"| {name} | {c64['rps_vs_base']:.2f} | {c64['cpu_us_per_req_vs_base']:.2f} "
+                f"| {c1['p50_us_vs_base']:.2f} | {c1['p99_us_vs_base']:.2f} "
+                f"| {c1['cpu_us_per_req_vs_base']:.2f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -242,43 +261,106 @@ def per_round_markdown(rounds, target_names):
 
 
 # ---------------------------------------------------------------------------
+# Login storm
+
+
+def login_storm(target, upstream, args, lua, body):
+    """The target at c=1, alone and under a sign-in storm, alternating, `rounds` times."""
+    storm = target["storm"]
+    client = str(Path(__file__).with_name("client.py"))
+    pairs = []
+    for number in range(args.rounds):
+        alone = measure(target, target["proxy"], upstream, 1, 1, args.duration, lua, body)
+        process = subprocess.Popen(
+            [
+                sys.executable, client, "storm", "--base", storm["base"],
+                "--email", storm["email"], "--password", storm["password"],
+                "--concurrency", str(args.storm_concurrency),
+                "--seconds", str(args.duration + 2),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(1)  # the storm is under way before the load starts
+            stormy = measure(target, target["proxy"], upstream, 1, 1, args.duration, lua, body)
+            out, err = process.communicate(timeout=args.duration + 90)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        if process.returncode != 0:
+            raise BenchError(f"login storm failed: {err.strip()} {out.strip()}")
+        logins = json.loads(out.strip().splitlines()[-1])
+        pairs.append({"alone": alone, "storm": stormy, "logins": logins})
+        print(
+            f"storm {number + 1}: p99 alone {alone['p99_us']} µs, under storm {stormy['p99_us']} µs "
+            f"(p50 {alone['p50_us']} → {stormy['p50_us']} µs); "
+            f"{logins['logins']} sign-ins, {logins['logins_per_s']}/s, "
+            f"sign-in p50 {logins['login_p50_ms']} ms",
+            flush=True,
+        )
+    return pairs
+
+
+def storm_markdown(pairs, target_name, concurrency, duration):
+    med = statistics.median
+    alone_p99 = med(p["alone"]["p99_us"] for p in pairs)
+    storm_p99 = med(p["storm"]["p99_us"] for p in pairs)
+    ratio = med(p["storm"]["p99_us"] / p["alone"]["p99_us"] for p in pairs)
+    return "\n".join([
+        f"### Login storm: `{target_name}` at c=1 alone vs during {concurrency} concurrent "
+        f"password sign-ins (full argon2 cost), {duration} s × {len(pairs)}, medians",
+        "",
+        "| | p50 µs | p99 µs | req/s | CPU µs/req |",
+        "|---|---|---|---|---|",
+        f"| alone | {med(p['alone']['p50_us'] for p in pairs):,.0f} | {alone_p99:,.0f} "
+        f"| {med(p['alone']['rps'] for p in pairs):,.0f} "
+        f"| {med(p['alone']['cpu_us_per_req'] for p in pairs):.1f} |",
+        f"| during storm | {med(p['storm']['p50_us'] for p in pairs):,.0f} | {storm_p99:,.0f} "
+        f"| {med(p['storm']['rps'] for p in pairs):,.0f} "
+        f"| {med(p['storm']['cpu_us_per_req'] for p in pairs):.1f} |",
+        "",
+        f"p99 during the storm ÷ p99 alone (median of rounds): **{ratio:.2f}** (target ≤ 2). "
+        f"Sign-ins completed per storm: "
+        f"{', '.join(str(p['logins']['logins']) for p in pairs)} "
+        f"(median {med(p['logins']['logins_per_s'] for p in pairs)}/s, sign-in p50 "
+        f"{med(p['logins']['login_p50_ms'] for p in pairs)} ms).",
+        "",
+    ])
+
+
+# ---------------------------------------------------------------------------
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--nginx-url", required=True)
-    ap.add_argument("--public-url", required=True)
-    ap.add_argument("--token-url", required=True)
-    ap.add_argument("--nginx-master", type=int, required=True)
+    ap.add_argument("--targets", required=True, help="JSON file describing the targets")
     ap.add_argument("--upstream-master", type=int, required=True)
-    ap.add_argument("--portcullis-pid", type=int, required=True)
     ap.add_argument("--body", required=True, help="file with the expected body")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--storm-concurrency", type=int, default=8)
     ap.add_argument("--facts", help="machine/build facts to copy into the results")
     ap.add_argument("--out", required=True, help="results file (.md); .json written beside it")
     args = ap.parse_args()
 
-    token = os.environ.get("BENCH_TOKEN")
-    if not token:
-        raise BenchError("BENCH_TOKEN is not set")
     lua = str(Path(__file__).with_name("report.lua"))
     body = Path(args.body).read_bytes()
-    nginx = Proxy("nginx", args.nginx_master, True)
-    portcullis = Proxy("portcullis", args.portcullis_pid, False)
     upstream = Proxy("upstream", args.upstream_master, True)
-    targets = [
-        {"name": "nginx", "url": args.nginx_url, "headers": [], "proxy": nginx},
-        {"name": "portcullis public", "url": args.public_url, "headers": [], "proxy": portcullis},
-        {
-            "name": "portcullis token",
-            "url": args.token_url,
-            "headers": [f"Authorization: Bearer {token}"],
-            "proxy": portcullis,
-        },
-    ]
+    spec = json.loads(Path(args.targets).read_text())
+    targets = []
+    for t in spec["targets"]:
+        t["proxy"] = Proxy(t["name"], t["pid"], t.get("nginx", False))
+        targets.append(t)
+    if targets[0]["name"] != REFERENCE:
+        raise BenchError(f"the first target must be the reference `{REFERENCE}`")
+    main_names = [t["name"] for t in targets if not t.get("scale")]
+    scale_names = [t["name"] for t in targets if t.get("scale")]
     names = [t["name"] for t in targets]
+    baseline = spec.get("baseline", REFERENCE)
 
     started = time.monotonic()
     load_before = os.getloadavg()
@@ -301,14 +383,17 @@ def main():
                 )
                 result[load][target["name"]] = m
                 print(
-                    f"round {number + 1} {load:>3} {target['name']:<18} "
+                    f"round {number + 1} {load:>3} {target['name']:<32} "
                     f"{m['rps']:>9,.0f} req/s  p50 {m['p50_us']:>5} µs  p99 {m['p99_us']:>6} µs  "
                     f"cpu {m['cpu_us_per_req']:5.1f} µs/req  rss {m['peak_rss_mib']:.1f} MiB",
                     flush=True,
                 )
         rounds.append(result)
 
-    summary = summarize(rounds, names)
+    storm_target = next((t for t in targets if t.get("storm")), None)
+    storm = login_storm(storm_target, upstream, args, lua, body) if storm_target else []
+
+    summary = summarize(rounds, names, baseline)
     meta = {
         "duration": args.duration,
         "rounds": args.rounds,
@@ -317,12 +402,16 @@ def main():
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "facts": Path(args.facts).read_text() if args.facts else "",
-        "nginx_workers": len(nginx.pids()),
+        "nginx_workers": len(targets[0]["proxy"].pids()),
         "upstream_workers": len(upstream.pids()),
         "host": platform.node(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    table = markdown(summary, names, meta)
+    table = markdown(summary, main_names, scale_names, baseline, meta)
+    if storm:
+        table += "\n" + storm_markdown(
+            storm, storm_target["name"], args.storm_concurrency, args.duration
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     load_line = (
@@ -333,8 +422,17 @@ def main():
         f"# Portcullis benchmark, {meta['time_utc']}\n\n```\n{meta['facts']}```\n\n{load_line}\n\n{table}\n"
         f"<details><summary>Every round</summary>\n\n{per_round_markdown(rounds, names)}\n\n</details>\n"
     )
+    for t in targets:
+        # Credentials stay out of the results.
+        t.pop("proxy", None)
+        t.pop("storm", None)
+        t["headers"] = [h.split(":", 1)[0] + ": ..." for h in t["headers"]]
     out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "summary": summary, "rounds": rounds}, indent=2) + "\n"
+        json.dumps(
+            {"meta": meta, "targets": targets, "summary": summary, "rounds": rounds, "storm": storm},
+            indent=2,
+        )
+        + "\n"
     )
     print()
     print(load_line)
