@@ -141,7 +141,7 @@ impl Authenticator {
             if let Some(session) = found {
                 return Ok(Principal {
                     user_id: session.user_id.to_string(),
-                    email: session.user_email.as_deref().map(Arc::from),
+                    email: session.user_email.clone(),
                     stored: Some((session.user_id, session.workspace_id)),
                     session: Some((workspace, hash.clone())),
                     auth_method: session.auth_method.as_str(),

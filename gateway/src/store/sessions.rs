@@ -107,7 +107,7 @@ pub struct Session {
     /// When it was revoked, if it was.
     pub revoked_at: Option<OffsetDateTime>,
     /// The user's email (read with the session, for the identity headers).
-    pub user_email: Option<String>,
+    pub user_email: Option<std::sync::Arc<str>>,
 }
 
 impl Session {
@@ -151,7 +151,7 @@ impl From<SessionRow> for Session {
             mfa_done: row.mfa_done,
             auth_method: row.auth_method,
             revoked_at: row.revoked_at,
-            user_email: row.user_email,
+            user_email: row.user_email.map(std::sync::Arc::from),
         }
     }
 }
@@ -186,7 +186,7 @@ impl Store {
         let user_email = self
             .get_user(organization, new.user_id)
             .await?
-            .map(|user| user.email);
+            .map(|user| std::sync::Arc::from(user.email));
         let session = Session {
             hash: new.hash.clone(),
             organization_id: organization,
