@@ -461,10 +461,7 @@ impl OidcProvider {
         let id_token = response.id_token().ok_or(OidcError::MissingIdToken)?;
         // Re-read the token with a claims type that keeps the non-standard claims
         // (the groups claim); the standard response type drops them.
-        let id_token: ProviderIdToken = id_token
-            .to_string()
-            .parse()
-            .map_err(|_| OidcError::IdTokenInvalid("unparseable ID token".into()))?;
+        let id_token = parse_id_token(&id_token.to_string())?;
 
         let keys = self.current_keys();
         let claims = match self.verify(&id_token, keys, pending, now, response.access_token()) {
@@ -859,6 +856,37 @@ fn verification_error(err: ClaimsVerificationError) -> OidcError {
         ClaimsVerificationError::InvalidNonce(_) => OidcError::IdTokenNonce,
         other => OidcError::IdTokenInvalid(other.to_string()),
     }
+}
+
+/// Reads an ID token (the compact JWS text) with the claims type that keeps the
+/// non-standard claims.
+fn parse_id_token(text: &str) -> Result<ProviderIdToken, OidcError> {
+    text.parse()
+        .map_err(|_| OidcError::IdTokenInvalid("unparseable ID token".into()))
+}
+
+/// Parses an ID token as [`OidcProvider::complete`] does and checks its header and
+/// signature against an empty key set, so it can never be accepted. Public for the
+/// fuzz targets (`gateway/fuzz`), which cannot build a provider without a network;
+/// not part of the API.
+#[doc(hidden)]
+pub fn fuzz_id_token(token: &str) -> Result<(), OidcError> {
+    let id_token = parse_id_token(token)?;
+    let issuer = IssuerUrl::new("https://op.example.test".to_owned())
+        .map_err(|err| OidcError::InvalidSettings(err.to_string()))?;
+    let verifier = IdTokenVerifier::new_public_client(
+        ClientId::new("fuzz".to_owned()),
+        issuer,
+        ProviderKeys::new(Vec::new()),
+    )
+    .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]);
+    id_token
+        .signing_alg()
+        .map_err(|err| OidcError::IdTokenSignature(err.to_string()))?;
+    id_token
+        .claims(&verifier, &Nonce::new("fuzz".to_owned()))
+        .map(drop)
+        .map_err(verification_error)
 }
 
 /// Compares two secrets without an early exit that depends on their content.

@@ -898,6 +898,14 @@ impl ReplayCache {
     }
 }
 
+/// Runs only the structural inspection of a raw response (the XML text, before
+/// samael) and returns the NameID text it read. Public for the fuzz targets
+/// (`gateway/fuzz`), which reach the private parser through it; not part of the API.
+#[doc(hidden)]
+pub fn fuzz_inspect_raw(xml: &str) -> Result<Option<String>, SamlError> {
+    raw::inspect(xml).map(|raw| raw.name_id)
+}
+
 fn decode_response(saml_response_b64: &str) -> Result<String, SamlError> {
     use base64::Engine;
     if saml_response_b64.len() > MAX_RESPONSE_BASE64_BYTES {
