@@ -212,6 +212,10 @@ bind = "127.0.0.1:$port"
 [limits]
 drain_timeout = "2s"
 
+# wrk is the "trusted proxy" asking the forward-auth endpoint.
+[network]
+trusted_proxies = ["127.0.0.1/32"]
+
 [store]
 url = "sqlite://data/portcullis.db"
 

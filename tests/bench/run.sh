@@ -63,7 +63,8 @@ machine_facts() {
 }
 
 # target NAME URL PID [key=value ...] HEADER...: one JSON object for measure.py.
-# Options before the headers: nginx=1, scale=1, storm=<instance>.
+# Options before the headers: nginx=1, scale=1, empty=1 (answers 200 with no body,
+# like forward-auth), storm=<instance>.
 target() {
     python3 - "$@" <<'EOF'
 import json, sys
@@ -71,7 +72,7 @@ name, url, pid, *rest = sys.argv[1:]
 target = {"name": name, "url": url, "pid": int(pid), "headers": []}
 for item in rest:
     key, sep, value = item.partition("=")
-    if sep and key in ("nginx", "scale"):
+    if sep and key in ("nginx", "scale", "empty"):
         target[key] = value == "1"
     elif sep and key == "storm":
         target["storm"] = json.loads(value)
@@ -107,6 +108,10 @@ main() {
         echo ,
         target "portcullis session" "http://127.0.0.1:$P_MAIN/app" "$PID_main" \
             "storm=$storm" "Cookie: __Host-portcullis=$COOKIE_main"
+        echo ,
+        target "portcullis forward-auth" "http://127.0.0.1:$P_MAIN/.portcullis/auth" \
+            "$PID_main" empty=1 "X-Forwarded-Host: bench" "X-Forwarded-Uri: /app" \
+            "Cookie: __Host-portcullis=$COOKIE_main"
     } >"$WORK/targets.json"
 
     if [[ -n ${BENCH_BASELINE_BIN:-} ]]; then
