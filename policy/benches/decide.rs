@@ -1,4 +1,6 @@
-//! Decision time with 10, 1k and 100k role bindings, and bundle load time.
+//! Decision time with 10, 1k and 100k role bindings, with 1 and 1,000
+//! policies (the shapes of `tests/bench/fixtures.py policies`), and bundle
+//! load time.
 //!
 //! Run: `cargo bench -p portcullis-policy --bench decide`
 //! (add `-- --measurement-time 2 --warm-up-time 1` for a quick run).
@@ -97,6 +99,73 @@ fn decide(c: &mut Criterion) {
     group.finish();
 }
 
+/// A bundle of the default schema, the operator role and `count - 1`
+/// generated policies, as `tests/bench/fixtures.py policies` writes it.
+fn many_policies_bundle(count: usize) -> (tempfile::TempDir, Bundle) {
+    let source = bundle_dir();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        source.join("schema.cedarschema"),
+        dir.path().join("schema.cedarschema"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("roles")).unwrap();
+    std::fs::copy(
+        source.join("roles/operator.cedar"),
+        dir.path().join("roles/operator.cedar"),
+    )
+    .unwrap();
+    let generated: Vec<String> = (0..count.saturating_sub(1))
+        .map(|i| {
+            let body = match i % 4 {
+                0 => format!(
+                    "forbid (principal, action, resource == App::\"app-{i}\")\nunless {{ context.authMethod == \"oidc\" }};"
+                ),
+                1 => format!(
+                    "permit (principal in Role::\"custom-{i}\", action in [Action::\"read\"], resource);"
+                ),
+                2 => format!(
+                    "forbid (principal, action, resource)\nwhen {{ context.sessionAgeSeconds > {} && context.ip.isInRange(ip(\"10.{}.0.0/16\")) }};",
+                    100_000 + i,
+                    i % 256
+                ),
+                _ => format!(
+                    "forbid (principal, action in Action::\"write\", resource)\nwhen {{ context.environment == \"prod\" && context.sessionAgeSeconds > {i} }};"
+                ),
+            };
+            format!("@id(\"bench.generated-{i}\")\n{body}\n")
+        })
+        .collect();
+    if !generated.is_empty() {
+        std::fs::create_dir(dir.path().join("generated")).unwrap();
+        std::fs::write(
+            dir.path().join("generated/bench.cedar"),
+            generated.join("\n"),
+        )
+        .unwrap();
+    }
+    let bundle = Bundle::load(dir.path()).unwrap();
+    (dir, bundle)
+}
+
+fn many_policies(c: &mut Criterion) {
+    let directory = directory_with(10);
+    let mut request = request();
+    let mut group = c.benchmark_group("decide_policies");
+    for count in [1, 1_000] {
+        let (_dir, bundle) = many_policies_bundle(count);
+        let engine = Engine::new(bundle);
+        for (name, action) in [("GET", "http:GET"), ("POST", "http:POST")] {
+            request.action = action.to_string();
+            assert!(engine.decide(&request, &directory).is_allowed());
+            group.bench_with_input(BenchmarkId::new(name, count), &request, |b, request| {
+                b.iter(|| engine.decide(black_box(request), &directory))
+            });
+        }
+    }
+    group.finish();
+}
+
 fn load(c: &mut Criterion) {
     let dir = bundle_dir();
     c.bench_function("bundle_load", |b| {
@@ -107,6 +176,6 @@ fn load(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = decide, load
+    targets = decide, many_policies, load
 }
 criterion_main!(benches);

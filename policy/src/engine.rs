@@ -9,6 +9,15 @@
 //! so the cost does not grow with the number of role bindings. Any evaluation
 //! error denies.
 //!
+//! Policies scoped to one resource (`resource == E`, `resource in E`,
+//! `resource is T in E`) can only apply when `E` is the resource or on its
+//! ancestor chain, so each action files them in an [`index::PolicyIndex`]
+//! under `E` (as it files role-gated policies under the role when there are
+//! too many roles to precompute a set per combination). A request evaluates
+//! the always-applicable policies and, in a second set chosen (and cached) by
+//! the index entries it matches, only the indexed policies that can apply:
+//! the cost no longer grows with policies written for other resources.
+//!
 //! Of that world it hands Cedar only what those policies can observe
 //! (see [`observe`]): the context fields they read, and the entities and
 //! ancestors they can look up. Building Cedar values (the transitive closure
@@ -19,18 +28,20 @@ use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    Policy, PolicySet, PrincipalConstraint, RestrictedExpression, Schema,
+    Policy, PolicySet, PrincipalConstraint, ResourceConstraint, RestrictedExpression, Schema,
 };
 use serde::Serialize;
 
 use crate::bundle::Bundle;
 use crate::datetime::{format_utc, in_cedar_range};
 use crate::directory::{Directory, EntityRef, Parent, RoleBinding};
+use crate::engine::index::{IndexBuilder, PolicyIndex};
 use crate::engine::observe::{ContextReads, Field, Literals};
 use crate::explain::Explanation;
 use crate::request::{Request, RequestContext};
 use crate::revision::Revision;
 
+mod index;
 mod observe;
 
 /// The deepest resource hierarchy the engine follows; deeper means a data error.
@@ -207,6 +218,9 @@ pub(crate) struct Compiled {
     role_type: EntityTypeName,
     role_type_name: String,
     actions: HashMap<String, ActionSlice>,
+    /// Each policy's position in the bundle's policy set, the order Cedar
+    /// reports errors in (kept when a request evaluates two sets).
+    positions: HashMap<String, usize>,
 }
 
 /// One action: the policies whose action scope can match it, and what those
@@ -219,14 +233,20 @@ struct ActionSlice {
     /// ancestors; each request adds its entities to a copy (paying the
     /// transitive closure for those only).
     entities: Entities,
-    /// Every policy of the slice.
+    /// Every policy of the slice (evaluating all of them is always correct,
+    /// just slower).
     policies: PolicySet,
-    /// The roles some policies are gated on (`principal in Role::"<role>"`),
-    /// at most [`MAX_GATES`]; none when there are more.
+    /// The roles some unindexed policies are gated on (`principal in
+    /// Role::"<role>"`), at most [`MAX_GATES`]; none when there are more
+    /// (the gated policies are then indexed by role).
     gates: Vec<String>,
     /// For each combination of held gates (bit `i` for `gates[i]`), the
-    /// policies that can apply: the ungated ones and those gated on a held role.
+    /// unindexed policies that can apply: the ungated ones and those gated
+    /// on a held role.
     by_gates: Vec<PolicySet>,
+    /// The policies that can only apply when the chain holds an entity or
+    /// the user holds a role.
+    index: PolicyIndex,
     /// The context fields the policies read.
     context: ContextReads,
     /// The entities the policies name.
@@ -255,13 +275,21 @@ impl Compiled {
         // Within an action's slice every policy's action scope holds (that is
         // how the slice is chosen), so the slice holds the policies without
         // it: Cedar would otherwise rebuild and test the scope on every request.
-        let unscoped: Vec<(&Policy, Policy, ContextReads, Option<String>)> = policies
+        type Prepared<'a> = (
+            &'a Policy,
+            Policy,
+            ContextReads,
+            Option<String>,
+            Option<EntityRef>,
+        );
+        let unscoped: Vec<Prepared<'_>> = policies
             .policies()
             .map(|policy| {
                 let unscoped = without_action_scope(policy)?;
                 let reads = ContextReads::of_policy(&unscoped);
                 let gate = role_gate(&unscoped, &role_type);
-                Ok((policy, unscoped, reads, gate))
+                let scope = resource_scope(&unscoped);
+                Ok((policy, unscoped, reads, gate, scope))
             })
             .collect::<Result<_, String>>()?;
         let mut actions = HashMap::new();
@@ -275,9 +303,10 @@ impl Compiled {
                 .unwrap_or_default();
             let mut slice = PolicySet::new();
             let mut gated = Vec::new();
+            let mut index = IndexBuilder::default();
             let mut context = ContextReads::NONE;
             let mut literals = Literals::default();
-            for (policy, unscoped, reads, gate) in &unscoped {
+            for (policy, unscoped, reads, gate, scope) in &unscoped {
                 let matches = match policy.action_constraint() {
                     ActionConstraint::Any => true,
                     ActionConstraint::Eq(action) => action == *uid,
@@ -291,10 +320,15 @@ impl Compiled {
                     slice
                         .add(unscoped.clone())
                         .map_err(|error| format!("error: {error}"))?;
-                    gated.push((gate.clone(), unscoped));
+                    match scope {
+                        Some(entity) => index.file_under_entity(entity, gate.as_deref(), unscoped),
+                        None => gated.push((gate.clone(), unscoped)),
+                    }
                 }
             }
+            let gated = index.take_gated_if_too_many(gated, MAX_GATES);
             let (gates, by_gates) = sets_by_gates(&gated)?;
+            let index = index.build()?;
             let groups: HashSet<EntityUid> = ancestors
                 .into_iter()
                 .filter(|group| literals.contains_uid(group))
@@ -317,14 +351,21 @@ impl Compiled {
                 policies: slice,
                 gates,
                 by_gates,
+                index,
                 context,
                 literals,
             };
             check_context_shape(schema, &user_type, &slice)?;
             actions.insert(name, slice);
         }
+        let positions = policies
+            .policies()
+            .enumerate()
+            .map(|(position, policy)| (policy.id().to_string(), position))
+            .collect();
         Ok(Compiled {
             authorizer: Authorizer::new(),
+            positions,
             entity_types,
             user_type_name: user_type.to_string(),
             user_type,
@@ -365,18 +406,30 @@ fn role_gate(policy: &Policy, role_type: &EntityTypeName) -> Option<String> {
     }
 }
 
-/// The gates of a slice (its policies with their gates) and the policy set for
-/// each combination of held gates; no gates when there are more than
-/// [`MAX_GATES`] (every request then evaluates the whole slice).
+/// The entity `policy`'s resource scope requires the resource to be or to
+/// descend from (`resource == E`, `resource in E`, `resource is T in E`);
+/// none when the scope is unconstrained or only typed.
+fn resource_scope(policy: &Policy) -> Option<EntityRef> {
+    match policy.resource_constraint() {
+        ResourceConstraint::Eq(entity)
+        | ResourceConstraint::In(entity)
+        | ResourceConstraint::IsIn(_, entity) => Some(EntityRef::new(
+            entity.type_name().to_string(),
+            entity.id().unescaped(),
+        )),
+        ResourceConstraint::Any | ResourceConstraint::Is(_) => None,
+    }
+}
+
+/// The gates of the unindexed policies of a slice (at most [`MAX_GATES`],
+/// see [`IndexBuilder::take_gated_if_too_many`]) and the policy set for each
+/// combination of held gates.
 fn sets_by_gates(
     gated: &[(Option<String>, &Policy)],
 ) -> Result<(Vec<String>, Vec<PolicySet>), String> {
     let mut gates: Vec<String> = gated.iter().filter_map(|(gate, _)| gate.clone()).collect();
     gates.sort();
     gates.dedup();
-    if gates.len() > MAX_GATES {
-        return Ok((Vec::new(), Vec::new()));
-    }
     let mut sets = Vec::with_capacity(1 << gates.len());
     for held in 0..1_usize << gates.len() {
         let mut set = PolicySet::new();
@@ -485,13 +538,19 @@ pub(crate) fn decide(bundle: &Bundle, request: &Request, directory: &dyn Directo
         .iter()
         .filter_map(|binding| action.gates.iter().position(|gate| *gate == binding.role))
         .fold(0_usize, |held, index| held | 1 << index);
-    let policies = action.by_gates.get(held).unwrap_or(&action.policies);
-    let response = compiled
-        .authorizer
-        .is_authorized(&cedar_request, policies, &entities);
-    let errors: Vec<EvalError> = response
-        .diagnostics()
-        .errors()
+    let unindexed = action.by_gates.get(held).unwrap_or(&action.policies);
+    let indexed = action.index.select(&chain, &bindings);
+    let responses: Vec<cedar_policy::Response> = std::iter::once(unindexed)
+        .chain(indexed.as_deref())
+        .map(|policies| {
+            compiled
+                .authorizer
+                .is_authorized(&cedar_request, policies, &entities)
+        })
+        .collect();
+    let mut errors: Vec<EvalError> = responses
+        .iter()
+        .flat_map(|response| response.diagnostics().errors())
         .map(|error| match error {
             cedar_policy::AuthorizationError::PolicyEvaluationError(error) => EvalError::Policy {
                 policy: error.policy_id().to_string(),
@@ -500,18 +559,38 @@ pub(crate) fn decide(bundle: &Bundle, request: &Request, directory: &dyn Directo
         })
         .collect();
     if !errors.is_empty() {
+        errors.sort_by_key(|error| match error {
+            EvalError::Policy { policy, .. } => compiled.positions.get(policy).copied(),
+            _ => None,
+        });
+        errors.dedup();
         return Decision::failed(errors, bindings);
     }
-    let mut policies: Vec<String> = response
-        .diagnostics()
-        .reason()
-        .map(ToString::to_string)
-        .collect();
-    policies.sort();
-    let (effect, basis) = match response.decision() {
-        cedar_policy::Decision::Allow => (Effect::Allow, Basis::Permit),
-        cedar_policy::Decision::Deny if policies.is_empty() => (Effect::Deny, Basis::DefaultDeny),
-        cedar_policy::Decision::Deny => (Effect::Deny, Basis::Forbid),
+    // Cedar's decision is a function of which policies are satisfied, so the
+    // responses of disjoint sets combine: any satisfied forbid denies (a
+    // response denies with reasons exactly when one of its forbids holds),
+    // else any satisfied permit allows, else the default deny.
+    let reasons = |decision: cedar_policy::Decision| -> Vec<String> {
+        let mut reasons: Vec<String> = responses
+            .iter()
+            .filter(|response| response.decision() == decision)
+            .flat_map(|response| response.diagnostics().reason())
+            .map(ToString::to_string)
+            .collect();
+        reasons.sort();
+        reasons.dedup();
+        reasons
+    };
+    let forbids = reasons(cedar_policy::Decision::Deny);
+    let (effect, basis, policies) = if forbids.is_empty() {
+        let permits = reasons(cedar_policy::Decision::Allow);
+        if permits.is_empty() {
+            (Effect::Deny, Basis::DefaultDeny, permits)
+        } else {
+            (Effect::Allow, Basis::Permit, permits)
+        }
+    } else {
+        (Effect::Deny, Basis::Forbid, forbids)
     };
     Decision {
         effect,

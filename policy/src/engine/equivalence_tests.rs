@@ -313,10 +313,15 @@ fn observing_less_never_changes_a_decision() {
     ])
     .unwrap();
     let engine = Engine::new(bundle);
-    // `view` is gated on more roles than get precomputed sets; `edit` and
-    // `purge` get one policy set per combination of held roles.
+    // Every action gets one set of unindexed policies per combination of
+    // held roles (`viewer-in-p1`, `nested-folder-needs-mfa` and
+    // `ops-from-loopback` are indexed by their resource scope); the
+    // many-policies test covers more roles than that.
     let actions = &engine.bundle().compiled().actions;
-    assert!(actions.get("view").unwrap().gates.is_empty());
+    assert_eq!(
+        actions.get("view").unwrap().gates,
+        ["admin", "banned", "editor", "ops"]
+    );
     assert_eq!(
         actions.get("edit").unwrap().gates,
         ["banned", "editor", "ops"]
@@ -348,6 +353,178 @@ fn observing_less_never_changes_a_decision() {
                     .unwrap();
             }
         }
+        compare_all(
+            &engine,
+            &schema,
+            &directory,
+            &users,
+            &mut rng,
+            &mut compared,
+        );
+    }
+    assert_varied(
+        &compared,
+        &[
+            Basis::Permit,
+            Basis::Forbid,
+            Basis::DefaultDeny,
+            Basis::Error,
+        ],
+    );
+}
+
+/// `count` generated policies in the shapes of the benchmark bundle
+/// (`tests/bench/fixtures.py`), aimed at entities of [`many_directory`] so
+/// that the resource-scoped and role-gated ones sometimes apply, plus
+/// `resource in`, `is … in`, principal-scoped and failing variants.
+fn many_policies(count: usize) -> String {
+    let mut out = String::new();
+    for i in 0..count {
+        let body = match i % 8 {
+            0 => format!(
+                "forbid (principal, action, resource == App::\"app-{}\")\nunless {{ context.authMethod == \"oidc\" }};",
+                i / 8 % 40
+            ),
+            1 => format!(
+                "permit (principal in Role::\"custom-{}\", action in [Action::\"read\"], resource);",
+                i / 8 % 12
+            ),
+            2 => format!(
+                "forbid (principal, action, resource)\nwhen {{ context.sessionAgeSeconds > {} && context.ip.isInRange(ip(\"10.{}.0.0/16\")) }};",
+                100_000 + i,
+                i / 8 % 256
+            ),
+            3 => format!(
+                "forbid (principal, action in Action::\"write\", resource)\nwhen {{ context.environment == \"prod\" && context.sessionAgeSeconds > {i} }};"
+            ),
+            4 => format!(
+                "permit (principal in Role::\"custom-{}\", action, resource in Folder::\"f{}\")\nwhen {{ context.mfa }};",
+                i / 8 % 12,
+                i / 8 % 7
+            ),
+            5 => format!(
+                "permit (principal, action in Action::\"operate\", resource in Project::\"p{}\")\nwhen {{ context.ip.isInRange(ip(\"10.1.0.0/16\")) && context.authMethod == \"password\" }};",
+                i / 8 % 5
+            ),
+            6 => format!(
+                "forbid (principal in Role::\"custom-{}\", action, resource is App in Project::\"p{}\")\nwhen {{ context.sessionAgeSeconds + 9223372036854775000 > 0 }};",
+                i / 8 % 12,
+                i / 8 % 5
+            ),
+            _ => format!(
+                "permit (principal == User::\"u{}\", action, resource == App::\"app-{}\");",
+                i / 8 % 5,
+                i / 8 % 50
+            ),
+        };
+        out.push_str(&format!("@id(\"gen-{i}\")\n{body}\n\n"));
+    }
+    out
+}
+
+/// A workspace with 4 projects, 6 folders (one nested), 30 apps, and a few
+/// connections and transactions; users bound at random to the operator role
+/// and the generated roles.
+fn many_directory(rng: &mut Rng, users: &[&str]) -> MemoryDirectory {
+    let mut directory = MemoryDirectory::new();
+    let mut scopes = vec![EntityRef::new("Workspace", "w")];
+    let mut insert = |directory: &mut MemoryDirectory, entity: EntityRef, parent: EntityRef| {
+        directory
+            .insert_entity(entity.clone(), Some(parent))
+            .unwrap();
+        scopes.push(entity);
+    };
+    directory
+        .insert_entity(EntityRef::new("Workspace", "w"), None)
+        .unwrap();
+    for p in 0..4 {
+        insert(
+            &mut directory,
+            EntityRef::new("Project", format!("p{p}")),
+            EntityRef::new("Workspace", "w"),
+        );
+    }
+    for f in 0..6 {
+        let parent = if f == 5 {
+            EntityRef::new("Folder", "f1")
+        } else {
+            EntityRef::new("Project", format!("p{}", f % 4))
+        };
+        insert(
+            &mut directory,
+            EntityRef::new("Folder", format!("f{f}")),
+            parent,
+        );
+    }
+    for a in 0..30 {
+        let parent = if a % 3 == 0 {
+            EntityRef::new("Project", format!("p{}", a % 4))
+        } else {
+            EntityRef::new("Folder", format!("f{}", a % 6))
+        };
+        insert(
+            &mut directory,
+            EntityRef::new("App", format!("app-{a}")),
+            parent,
+        );
+    }
+    for c in 0..3 {
+        insert(
+            &mut directory,
+            EntityRef::new("Connection", format!("c{c}")),
+            EntityRef::new("Folder", format!("f{}", c * 2)),
+        );
+        insert(
+            &mut directory,
+            EntityRef::new("Transaction", format!("t{c}")),
+            EntityRef::new("Connection", format!("c{c}")),
+        );
+    }
+    let roles: Vec<String> = std::iter::once("operator".to_string())
+        .chain((0..12).map(|r| format!("custom-{r}")))
+        .collect();
+    for user in users {
+        for _ in 0..1 + rng.below(4) {
+            directory
+                .bind(RoleBinding {
+                    user: user.to_string(),
+                    role: rng.pick(&roles).clone(),
+                    scope: rng.pick(&scopes).clone(),
+                })
+                .unwrap();
+        }
+    }
+    directory
+}
+
+#[test]
+fn many_policies_are_sliced_by_resource_and_role_without_changing_a_decision() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let schema_text = std::fs::read_to_string(dir.join("schema.cedarschema")).unwrap();
+    let operator = std::fs::read_to_string(dir.join("roles/operator.cedar")).unwrap();
+    let generated = many_policies(1_000);
+    let bundle = load_files(&[
+        ("schema.cedarschema", &schema_text),
+        ("roles/operator.cedar", &operator),
+        ("generated/bench.cedar", &generated),
+    ])
+    .unwrap();
+    let engine = Engine::new(bundle);
+    // `http:GET` (in read) sees policies gated on 12 roles: they are indexed
+    // by role, as the resource-scoped ones are by entity; what is left for
+    // every request is the unscoped, ungated policies.
+    let get = engine.bundle().compiled().actions.get("http:GET").unwrap();
+    assert!(get.gates.is_empty(), "{:?}", get.gates);
+    assert_eq!(get.by_gates.len(), 1);
+    let unindexed = get.by_gates[0].policies().count();
+    assert_eq!(get.policies.policies().count(), 751);
+    assert_eq!(unindexed, 125, "the unscoped, ungated forbids");
+    let schema = Schema::from_cedarschema_str(&schema_text).unwrap().0;
+    let users = ["u0", "u1", "u2", "u3"];
+    let mut rng = Rng(0x0010_00b0_d1e5);
+    let mut compared = HashMap::new();
+    for _ in 0..2 {
+        let directory = many_directory(&mut rng, &users);
         compare_all(
             &engine,
             &schema,
