@@ -251,11 +251,7 @@ impl Login {
             Ok(user) => user.filter(|user| !user.disabled).map(|user| user.id),
             Err(err) => {
                 tracing::error!(error = %err, "could not look up a sign-in code address");
-                return pages::message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again later",
-                    "Signing in is not possible right now.",
-                );
+                return pages::sign_in_unavailable();
             }
         };
         let id = random_hex256();

@@ -236,11 +236,7 @@ impl Login {
             }
             Err(err) => {
                 tracing::error!(error = %err, "second factor could not be checked");
-                pages::message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again later",
-                    "Signing in is not possible right now.",
-                )
+                pages::sign_in_unavailable()
             }
         }
     }
@@ -252,11 +248,7 @@ impl Login {
             }
             Err(err) => {
                 tracing::error!(error = %err, "could not check password expiry");
-                return pages::message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again later",
-                    "Signing in is not possible right now.",
-                );
+                return pages::sign_in_unavailable();
             }
         };
         if expired {
@@ -266,11 +258,7 @@ impl Login {
             && let Err(err) = self.sessions.revoke(*workspace, hash, now).await
         {
             tracing::error!(error = %err, "could not retire the session being upgraded");
-            return pages::message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again later",
-                "Signing in is not possible right now.",
-            );
+            return pages::sign_in_unavailable();
         }
         let cookie = match self
             .start_session(pending.user, pending.auth_method, true, now)
@@ -279,11 +267,7 @@ impl Login {
             Ok(cookie) => cookie,
             Err(err) => {
                 tracing::error!(error = %err, "could not start a session");
-                return pages::message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again later",
-                    "Signing in is not possible right now.",
-                );
+                return pages::sign_in_unavailable();
             }
         };
         tracing::info!(user.id = %pending.user, purpose = ?pending.purpose, "second factor completed");

@@ -188,11 +188,7 @@ impl Login {
             )),
             Err(err) => {
                 tracing::error!(error = %err, "could not read the sign-in settings");
-                Some(pages::message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again later",
-                    "Signing in is not possible right now.",
-                ))
+                Some(pages::sign_in_unavailable())
             }
         }
     }
@@ -337,11 +333,7 @@ impl Login {
                     Ok(None) => {}
                     Err(err) => {
                         tracing::error!(error = %err, "could not check the second factor");
-                        return pages::message(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "Try again later",
-                            "Signing in is not possible right now.",
-                        );
+                        return pages::sign_in_unavailable();
                     }
                 }
                 match self.password_expired(user, now).await {
@@ -364,11 +356,7 @@ impl Login {
                     }
                     Err(err) => {
                         tracing::error!(error = %err, "could not check password expiry");
-                        return pages::message(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "Try again later",
-                            "Signing in is not possible right now.",
-                        );
+                        return pages::sign_in_unavailable();
                     }
                 }
                 match self
@@ -381,11 +369,7 @@ impl Login {
                     }
                     Err(err) => {
                         tracing::error!(error = %err, "could not start a session");
-                        pages::message(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "Try again later",
-                            "Signing in is not possible right now.",
-                        )
+                        pages::sign_in_unavailable()
                     }
                 }
             }
@@ -404,11 +388,7 @@ impl Login {
             }
             Err(err) => {
                 tracing::error!(error = %err, "sign-in could not be checked");
-                pages::message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again later",
-                    "Signing in is not possible right now.",
-                )
+                pages::sign_in_unavailable()
             }
         }
     }
@@ -473,11 +453,7 @@ impl Login {
             Ok(None) => {}
             Err(err) => {
                 tracing::error!(error = %err, "could not check the second factor");
-                return pages::message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again later",
-                    "Signing in is not possible right now.",
-                );
+                return pages::sign_in_unavailable();
             }
         }
         match self.start_session(user, method, idp_mfa, now).await {
@@ -487,11 +463,7 @@ impl Login {
             }
             Err(err) => {
                 tracing::error!(error = %err, "could not start a session");
-                pages::message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again later",
-                    "Signing in is not possible right now.",
-                )
+                pages::sign_in_unavailable()
             }
         }
     }

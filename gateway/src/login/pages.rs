@@ -380,6 +380,16 @@ fn error_block(error: Option<&str>) -> String {
     })
 }
 
+/// The page for a sign-in step that failed on our side (store, hashing pool): no
+/// detail, the log has it.
+pub fn sign_in_unavailable() -> Response<Body> {
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again later",
+        "Signing in is not possible right now.",
+    )
+}
+
 /// A short message page.
 pub fn message(status: StatusCode, title: &str, text: &str) -> Response<Body> {
     page(
