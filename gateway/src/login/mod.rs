@@ -317,61 +317,8 @@ impl Login {
         match self.check_password(&email, password, now).await {
             Ok(Some(user)) => {
                 self.failures.invalidate(&pair_key).await;
-                match self.second_factor_for(user).await {
-                    Ok(Some(purpose)) => {
-                        return self
-                            .begin_second_factor(
-                                user,
-                                &email,
-                                &return_to,
-                                purpose,
-                                None,
-                                AuthMethod::Password,
-                            )
-                            .await;
-                    }
-                    Ok(None) => {}
-                    Err(err) => {
-                        tracing::error!(error = %err, "could not check the second factor");
-                        return pages::sign_in_unavailable();
-                    }
-                }
-                match self.password_expired(user, now).await {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        tracing::info!(user.id = %user, "signed in with an expired password");
-                        let cookie = self
-                            .start_pending(mfa::Pending {
-                                user,
-                                email: email.clone(),
-                                return_to: return_to.clone(),
-                                purpose: mfa::Purpose::ChangePassword,
-                                mfa_done: false,
-                                auth_method: AuthMethod::Password,
-                                attempts: AtomicU32::new(0),
-                                replaces: None,
-                            })
-                            .await;
-                        return redirect_with_cookie(account::PASSWORD_PATH, cookie);
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "could not check password expiry");
-                        return pages::sign_in_unavailable();
-                    }
-                }
-                match self
-                    .start_session(user, AuthMethod::Password, false, now)
+                self.complete_first_factor(user, &email, &return_to, AuthMethod::Password, false)
                     .await
-                {
-                    Ok(cookie) => {
-                        tracing::info!(user.id = %user, client.ip = %origin.client, "signed in");
-                        redirect_with_cookie(&return_to, session::set_cookie(&cookie))
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "could not start a session");
-                        pages::sign_in_unavailable()
-                    }
-                }
             }
             Ok(None) => {
                 self.record_failure(&pair_key).await;
@@ -427,9 +374,10 @@ impl Login {
         Ok(Some(user.id))
     }
 
-    /// After a first factor other than a password (an email code, single sign-on): the
+    /// After a first factor (a password, an email code, single sign-on): the
     /// organization's second factor if it is owed (`idp_mfa`: the identity provider
-    /// already asserted one we trust), else a session.
+    /// already asserted one we trust), then a new password if a password sign-in's
+    /// password expired, else a session.
     pub(super) async fn complete_first_factor(
         &self,
         user: crate::store::UserId,
@@ -454,6 +402,31 @@ impl Login {
             Err(err) => {
                 tracing::error!(error = %err, "could not check the second factor");
                 return pages::sign_in_unavailable();
+            }
+        }
+        if method == AuthMethod::Password {
+            match self.password_expired(user, now).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(user.id = %user, "signed in with an expired password");
+                    let cookie = self
+                        .start_pending(mfa::Pending {
+                            user,
+                            email: email.to_owned(),
+                            return_to: return_to.to_owned(),
+                            purpose: mfa::Purpose::ChangePassword,
+                            mfa_done: false,
+                            auth_method: method,
+                            attempts: AtomicU32::new(0),
+                            replaces: None,
+                        })
+                        .await;
+                    return redirect_with_cookie(account::PASSWORD_PATH, cookie);
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "could not check password expiry");
+                    return pages::sign_in_unavailable();
+                }
             }
         }
         match self.start_session(user, method, idp_mfa, now).await {
