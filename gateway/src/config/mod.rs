@@ -904,10 +904,7 @@ fn compile_email(ctx: &Ctx, raw: raw::RawEmail) -> Result<EmailConfig, ConfigErr
             ));
         }
     };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = crate::net::is_loopback_host(&host);
     if security == SmtpSecurity::None && !loopback {
         return Err(ctx.invalid(
             "email.security",

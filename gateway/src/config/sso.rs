@@ -108,20 +108,7 @@ pub(super) fn compile(ctx: &Ctx, raw: RawSso) -> Result<Option<SsoConfig>, Confi
         .trim_end_matches('/')
         .to_owned();
     let parsed = http::Uri::try_from(public_url.as_str()).ok();
-    let host = parsed
-        .as_ref()
-        .and_then(http::Uri::host)
-        .unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    let scheme_ok = match parsed.as_ref().and_then(http::Uri::scheme_str) {
-        Some("https") => true,
-        Some("http") => loopback,
-        _ => false,
-    };
+    let scheme_ok = crate::net::is_https_or_loopback(&public_url);
     let bare = parsed
         .as_ref()
         .is_some_and(|uri| matches!(uri.path(), "" | "/") && uri.query().is_none());

@@ -201,21 +201,7 @@ impl SamlSettings {
             (Some(file), None) if !file.as_os_str().is_empty() => {}
             (Some(_), None) => return Err(format!("{at}: idp_metadata_file is empty")),
             (None, Some(url)) => {
-                let parsed = http::Uri::try_from(url.as_str()).ok();
-                let host = parsed
-                    .as_ref()
-                    .and_then(http::Uri::host)
-                    .unwrap_or_default();
-                let loopback = host == "localhost"
-                    || host
-                        .trim_matches(['[', ']'])
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback());
-                let scheme_ok = match parsed.as_ref().and_then(http::Uri::scheme_str) {
-                    Some("https") => !host.is_empty(),
-                    Some("http") => loopback,
-                    _ => false,
-                };
+                let scheme_ok = crate::net::is_https_or_loopback(url);
                 if !scheme_ok {
                     return Err(format!(
                         "{at}: idp_metadata_url `{url}` must be an https URL (http only on loopback)"

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use openidconnect::core::CoreJwsSigningAlgorithm;
-use openidconnect::url::{Host, Url};
+use openidconnect::url::Url;
 use serde::{Deserialize, Deserializer};
 use zeroize::Zeroizing;
 
@@ -282,12 +282,7 @@ fn is_scope_token(scope: &str) -> bool {
 
 /// Whether a URL's host is this machine's loopback.
 pub(super) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
+    url.host_str().is_some_and(crate::net::is_loopback_host)
 }
 
 fn check_issuer_url(id: &str, issuer: &str) -> Result<(), String> {
