@@ -75,14 +75,7 @@ impl Login {
     /// The organization's effective password profile (the stricter of organization
     /// and workspace).
     pub(super) async fn password_profile(&self) -> Result<PasswordProfile, BoxError> {
-        let organization = self
-            .store
-            .get_organization_settings(self.config.organization)
-            .await?;
-        let workspace = self
-            .store
-            .get_workspace_settings(self.config.workspace)
-            .await?;
+        let [organization, workspace] = self.tenant_settings().await?;
         Ok(PasswordProfile::resolve(&[
             organization.password_profile.as_deref(),
             workspace.password_profile.as_deref(),

@@ -109,17 +109,10 @@ impl Login {
             return Ok(Some(Purpose::Verify));
         }
         let required = self
-            .store
-            .get_organization_settings(organization)
+            .tenant_settings()
             .await?
-            .require_2fa
-            == Some(true)
-            || self
-                .store
-                .get_workspace_settings(self.config.workspace)
-                .await?
-                .require_2fa
-                == Some(true);
+            .iter()
+            .any(|level| level.require_2fa == Some(true));
         Ok(required.then_some(Purpose::Enrol))
     }
 

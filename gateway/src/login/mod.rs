@@ -149,17 +149,28 @@ impl Login {
         Ok(self)
     }
 
+    /// The settings of the sign-in organization and of its workspace, in that order:
+    /// the two levels every rule here resolves (strictest wins).
+    async fn tenant_settings(
+        &self,
+    ) -> Result<[crate::store::Settings; 2], crate::store::StoreError> {
+        Ok([
+            self.store
+                .get_organization_settings(self.config.organization)
+                .await?,
+            self.store
+                .get_workspace_settings(self.config.workspace)
+                .await?,
+        ])
+    }
+
     /// Whether the organization or the workspace requires single sign-on.
     async fn sso_required(&self) -> Result<bool, crate::store::StoreError> {
-        let organization = self
-            .store
-            .get_organization_settings(self.config.organization)
-            .await?;
-        let workspace = self
-            .store
-            .get_workspace_settings(self.config.workspace)
-            .await?;
-        Ok(organization.require_sso == Some(true) || workspace.require_sso == Some(true))
+        Ok(self
+            .tenant_settings()
+            .await?
+            .iter()
+            .any(|level| level.require_sso == Some(true)))
     }
 
     /// What the sign-in page offers. If the settings cannot be read, the page offers
@@ -448,14 +459,7 @@ impl Login {
         mfa_done: bool,
         now: OffsetDateTime,
     ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-        let organization = self
-            .store
-            .get_organization_settings(self.config.organization)
-            .await?;
-        let workspace = self
-            .store
-            .get_workspace_settings(self.config.workspace)
-            .await?;
+        let [organization, workspace] = self.tenant_settings().await?;
         let own = self
             .store
             .get_user_timeouts(self.config.organization, user)
