@@ -314,12 +314,8 @@ impl Login {
         };
         let method = request.method().clone();
         match (&entry.runtime, kind, step, method) {
-            (_, "oidc" | "saml", "start", Method::GET) => {
-                if kind == "oidc" && !matches!(entry.runtime, Runtime::Oidc { .. })
-                    || kind == "saml" && !matches!(entry.runtime, Runtime::Saml(_))
-                {
-                    return refused(StatusCode::NOT_FOUND, "No such identity provider.");
-                }
+            (Runtime::Oidc { .. }, "oidc", "start", Method::GET)
+            | (Runtime::Saml(_), "saml", "start", Method::GET) => {
                 let return_to = super::redirect::return_target(
                     super::query_param(request.uri().query(), "rd").as_deref(),
                 );
