@@ -25,6 +25,7 @@
 //! a decision, and what no policy can observe cannot change it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
@@ -36,12 +37,14 @@ use crate::bundle::Bundle;
 use crate::datetime::{format_utc, in_cedar_range};
 use crate::directory::{Directory, EntityRef, Parent, RoleBinding};
 use crate::engine::index::{IndexBuilder, PolicyIndex};
+use crate::engine::memo::{Key, Memo, Observed};
 use crate::engine::observe::{ContextReads, Field, Literals};
 use crate::explain::Explanation;
 use crate::request::{Request, RequestContext};
 use crate::revision::Revision;
 
 mod index;
+mod memo;
 mod observe;
 
 /// The deepest resource hierarchy the engine follows; deeper means a data error.
@@ -53,16 +56,21 @@ const MAX_GATES: usize = 4;
 
 /// Holds one loaded bundle and answers requests with it.
 ///
-/// Hot reload swaps whole engines (e.g. an `Arc<Engine>`); an engine never changes.
+/// Hot reload swaps whole engines (e.g. an `Arc<Engine>`); an engine's bundle
+/// never changes, so it remembers the decisions it made (module `memo`).
 #[derive(Debug)]
 pub struct Engine {
     bundle: Bundle,
+    memo: Memo,
 }
 
 impl Engine {
     /// An engine deciding with `bundle`.
     pub fn new(bundle: Bundle) -> Engine {
-        Engine { bundle }
+        Engine {
+            bundle,
+            memo: Memo::new(),
+        }
     }
 
     /// The bundle this engine decides with.
@@ -78,8 +86,34 @@ impl Engine {
     /// Decides `request`, reading role bindings and the hierarchy from `directory`.
     ///
     /// Default deny; `forbid` wins; any evaluation error denies and is reported.
-    pub fn decide(&self, request: &Request, directory: &dyn Directory) -> Decision {
-        decide(&self.bundle, request, directory)
+    ///
+    /// The decision is shared with every later request that has the same
+    /// principal, action, ancestor chain, role bindings on it and observed
+    /// context fields: those are all the evaluation can see.
+    pub fn decide(&self, request: &Request, directory: &dyn Directory) -> Arc<Decision> {
+        let compiled = self.bundle.compiled();
+        let chain = match ancestor_chain(&request.resource, directory) {
+            Ok(chain) => chain,
+            Err(error) => return Arc::new(Decision::failed(vec![error], Vec::new())),
+        };
+        let bindings = bindings_on(&chain, request, directory);
+        let Some(action) = compiled.actions.get(&request.action) else {
+            return Arc::new(decide_on(compiled, request, &chain, &bindings));
+        };
+        // The time is checked even when no policy reads it, so an out-of-range
+        // time must not find the decision of an in-range one.
+        if !in_cedar_range(request.context.time) {
+            return Arc::new(decide_on(compiled, request, &chain, &bindings));
+        }
+        let key = Key {
+            principal: &request.principal,
+            action: &request.action,
+            chain: &chain,
+            bindings: &bindings,
+            context: Observed::of(request, action.context),
+        };
+        self.memo
+            .get_or_insert(key, || decide_on(compiled, request, &chain, &bindings))
     }
 
     /// Why `decision` came out as it did, in words.
@@ -501,17 +535,37 @@ fn check_context_shape(
     }
 }
 
+/// Decides `request` without the memo (bundle tests, diffs, and the memo's misses).
 pub(crate) fn decide(bundle: &Bundle, request: &Request, directory: &dyn Directory) -> Decision {
     let compiled = bundle.compiled();
     let chain = match ancestor_chain(&request.resource, directory) {
         Ok(chain) => chain,
         Err(error) => return Decision::failed(vec![error], Vec::new()),
     };
-    let bindings: Vec<RoleBinding> = chain
+    let bindings = bindings_on(&chain, request, directory);
+    decide_on(compiled, request, &chain, &bindings)
+}
+
+/// The principal's role bindings on the chain, nearest scope first.
+fn bindings_on<'a>(
+    chain: &[&EntityRef],
+    request: &Request,
+    directory: &'a dyn Directory,
+) -> Vec<&'a RoleBinding> {
+    chain
         .iter()
         .flat_map(|scope| directory.bindings_at(&request.principal, scope))
-        .cloned()
-        .collect();
+        .collect()
+}
+
+/// Decides `request` on its resource's `chain`, with the principal's `bindings` there.
+fn decide_on(
+    compiled: &Compiled,
+    request: &Request,
+    chain: &[&EntityRef],
+    bindings: &[&RoleBinding],
+) -> Decision {
+    let bindings: Vec<RoleBinding> = bindings.iter().map(|binding| (*binding).clone()).collect();
     let Some(action) = compiled.actions.get(&request.action) else {
         let error = EvalError::InvalidRequest {
             message: format!("unknown action `{}`", request.action),
@@ -529,7 +583,7 @@ pub(crate) fn decide(bundle: &Bundle, request: &Request, directory: &dyn Directo
         );
         return Decision::failed(vec![EvalError::InvalidRequest { message }], bindings);
     }
-    let prepared = prepare(compiled, request, &chain, &bindings, action);
+    let prepared = prepare(compiled, request, chain, &bindings, action);
     let (cedar_request, entities) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => return Decision::failed(vec![error], bindings),
@@ -539,7 +593,7 @@ pub(crate) fn decide(bundle: &Bundle, request: &Request, directory: &dyn Directo
         .filter_map(|binding| action.gates.iter().position(|gate| *gate == binding.role))
         .fold(0_usize, |held, index| held | 1 << index);
     let unindexed = action.by_gates.get(held).unwrap_or(&action.policies);
-    let indexed = action.index.select(&chain, &bindings);
+    let indexed = action.index.select(chain, &bindings);
     let responses: Vec<cedar_policy::Response> = std::iter::once(unindexed)
         .chain(indexed.as_deref())
         .map(|policies| {

@@ -60,10 +60,10 @@ profile_route() {
             "$REQUESTS" "$((total / REQUESTS))"
         echo "-- top inclusive"
         callgrind_annotate --inclusive=yes "$OUT_DIR/$name.callgrind" 2>/dev/null \
-            | grep -E '^ *[0-9][0-9,]* ' | grep -v 'PROGRAM TOTALS' | head -n 45
+            | grep -E '^ *[0-9][0-9,]* ' | grep -v 'PROGRAM TOTALS' | sed -n '1,45p'
         echo "-- top exclusive"
         callgrind_annotate "$OUT_DIR/$name.callgrind" 2>/dev/null \
-            | grep -E '^ *[0-9][0-9,]* ' | grep -v 'PROGRAM TOTALS' | head -n 30
+            | grep -E '^ *[0-9][0-9,]* ' | grep -v 'PROGRAM TOTALS' | sed -n '1,30p'
         echo
     } >>"$OUT_DIR/summary.txt"
     log "$name: $((total / REQUESTS)) instructions per request"

@@ -371,3 +371,119 @@ fn engines_can_be_shared_across_threads() {
     shareable::<MemoryDirectory>();
     shareable::<Decision>();
 }
+
+/// One engine, one warm decision, then every input it depends on changes in
+/// turn: the remembered decision must never answer for another input.
+#[test]
+fn remembered_decisions_follow_every_input_they_depend_on() {
+    let engine = default_engine();
+    let directory = engine.bundle().fixture("acme").unwrap();
+    let decide = |request: &Request| {
+        let decision = engine.decide(request, directory);
+        format!("{:?} {:?}", decision.effect(), decision.policies())
+    };
+    let with = |principal: &str, action: &str, resource: &str, context: RequestContext| {
+        request(principal, action, resource, context)
+    };
+    let payload = |ip: &str, age: u64| RequestContext {
+        ip: ip.parse::<IpAddr>().unwrap(),
+        session_age_seconds: age,
+        ..context()
+    };
+    let tx = "Transaction:acme/ops-db/tx-1";
+    let read = "transaction.readPayload";
+    let allowed = r#"Allow ["role.admin"]"#;
+
+    // Warm, then the same request again: the same answer.
+    let warm = with("ann", read, tx, payload("10.0.0.1", 600));
+    assert_eq!(decide(&warm), allowed);
+    assert_eq!(decide(&warm), allowed);
+    // The address is read by this action's policies.
+    assert_eq!(
+        decide(&with("ann", read, tx, payload("11.0.0.1", 600))),
+        r#"Deny ["guard.payload-corp-network"]"#
+    );
+    // The session age is read by every action's policies.
+    assert_eq!(
+        decide(&with("ann", read, tx, payload("10.0.0.1", 43_200))),
+        allowed
+    );
+    assert_eq!(
+        decide(&with("ann", read, tx, payload("10.0.0.1", 43_201))),
+        r#"Deny ["guard.session-age"]"#
+    );
+    // Another principal (no binding there), another action, another resource.
+    assert_eq!(
+        decide(&with("gus", read, tx, payload("10.0.0.1", 600))),
+        "Deny []"
+    );
+    assert_eq!(
+        decide(&with(
+            "ann",
+            "transaction.read",
+            tx,
+            payload("10.0.0.1", 600)
+        )),
+        r#"Allow ["role.admin"]"#
+    );
+    assert_eq!(
+        decide(&with(
+            "ann",
+            read,
+            "Transaction:globex/db/tx-1",
+            payload("10.0.0.1", 600)
+        )),
+        r#"Deny []"#
+    );
+    // Environment and MFA, on a write.
+    let write = |environment, mfa| RequestContext {
+        environment,
+        mfa,
+        ..context()
+    };
+    let db = "Connection:acme/ops-db";
+    assert_eq!(
+        decide(&with(
+            "ann",
+            "connection.write",
+            db,
+            write(Environment::Prod, true)
+        )),
+        allowed
+    );
+    assert_eq!(
+        decide(&with(
+            "ann",
+            "connection.write",
+            db,
+            write(Environment::Prod, false)
+        )),
+        r#"Deny ["guard.prod-write-mfa"]"#
+    );
+    // The same principal with other bindings (a store overlay in the gateway).
+    let mut bare = MemoryDirectory::new();
+    for entity in directory.entities() {
+        let parent = match directory.parent(entity) {
+            Parent::Child(parent) => Some(parent.clone()),
+            _ => None,
+        };
+        bare.insert_entity(entity.clone(), parent).unwrap();
+    }
+    let decision = engine.decide(&warm, &bare);
+    assert_eq!(
+        (decision.effect(), decision.bindings().len()),
+        (Effect::Deny, 0)
+    );
+    // A time Cedar cannot represent fails even where no policy reads the time.
+    let far = RequestContext {
+        time: UNIX_EPOCH + Duration::from_secs(400_000_000_000),
+        ..payload("10.0.0.1", 600)
+    };
+    assert_eq!(
+        engine
+            .decide(&with("ann", read, tx, far), directory)
+            .basis(),
+        Basis::Error
+    );
+    assert_eq!(decide(&warm), allowed);
+}
