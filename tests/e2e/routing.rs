@@ -250,3 +250,74 @@ async fn upstream_failures_are_502_and_504() {
     assert_eq!(response.status, 504);
     assert!(response.body.contains("upstream_timeout"));
 }
+
+/// A bare HTTP/1.1 upstream that counts its connections and answers `ok` to each
+/// request; with `close_after_each`, it closes the connection after every response
+/// without saying so (as a server whose keep-alive timeout ran out does).
+async fn counting_upstream(
+    close_after_each: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0_u8; 1];
+                while stream.read(&mut byte).await.is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                    if !head.ends_with(b"\r\n\r\n") {
+                        continue;
+                    }
+                    head.clear();
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(reply).await.is_err() || close_after_each {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    use std::sync::atomic::Ordering;
+
+    let (keeping, kept) = counting_upstream(false).await;
+    let (closing, closed) = counting_upstream(true).await;
+    let routes = format!(
+        "{}{}",
+        route("keeps", "*", "/keeps", &format!("http://{keeping}"), ""),
+        route("closes", "*", "/closes", &format!("http://{closing}"), ""),
+    );
+    let gateway = Gateway::start(Setup {
+        routes,
+        ..Setup::default()
+    })
+    .await;
+    for _ in 0..5 {
+        let response = raw_get(gateway.addr, "app.test", "/keeps", &[]).await;
+        assert_eq!((response.status, response.body.as_str()), (200, "ok"));
+    }
+    assert_eq!(kept.load(Ordering::SeqCst), 1, "one kept-alive connection");
+    // Each connection is closed by the upstream after its response: the gateway
+    // notices before the next request and opens a new one, and no request fails.
+    for _ in 0..5 {
+        let response = raw_get(gateway.addr, "app.test", "/closes", &[]).await;
+        assert_eq!((response.status, response.body.as_str()), (200, "ok"));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(closed.load(Ordering::SeqCst), 5);
+}

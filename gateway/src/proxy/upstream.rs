@@ -1,4 +1,5 @@
-//! The upstream side: a pooled hyper client per route, streaming in both directions.
+//! The upstream side: a pool of kept-alive connections per route ([`pool`]),
+//! streaming in both directions.
 //!
 //! Bodies are never collected: the client's `Incoming` body is handed to the upstream
 //! request and the upstream's `Incoming` body is handed back, so memory stays flat
@@ -11,22 +12,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::{HeaderValue, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
-use hyper_util::client::legacy::Client;
+use hyper_rustls::ConfigBuilderExt;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use rustls::version::{TLS12, TLS13};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+use self::pool::Pool;
 use super::path::CanonicalPath;
 use super::reject::Reject;
 use crate::config::RouteConfig;
 
-type PooledClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+mod pool;
 
 /// Why an upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -59,11 +59,11 @@ pub enum UpstreamError {
     },
 }
 
-/// Where a route's traffic goes, and the pooled client that takes it there.
+/// Where a route's traffic goes, and the connections that take it there.
 pub struct Upstream {
-    scheme: Scheme,
-    authority: Authority,
-    client: PooledClient,
+    /// The `Host` a request gets when the route does not pass the client's on.
+    host: HeaderValue,
+    pool: Pool,
     response_timeout: Duration,
 }
 
@@ -90,57 +90,63 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .build(connector);
+        let bad = |problem: &str| UpstreamError::Ca {
+            route: route.id.clone(),
+            path: String::new(),
+            problem: problem.into(),
+        };
+        let host = host_header(&scheme, &authority)
+            .ok_or_else(|| bad("upstream host is not a valid Host header"))?;
+        let target = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .map_err(|_| bad("upstream is not a valid URI"))?;
         Ok(Upstream {
-            scheme,
-            authority,
-            client,
+            host,
+            pool: Pool::new(connector, target),
             response_timeout: route.response_timeout,
         })
     }
 
-    /// The upstream URI for a canonical path and the client's raw query.
+    /// The request target the upstream gets (origin-form: the canonical path and the
+    /// client's raw query).
     pub fn uri_for(&self, path: &CanonicalPath, query: Option<&str>) -> Result<Uri, Reject> {
         let path_and_query = match query {
-            Some(query) => format!("{}?{query}", path.as_str()),
-            None => path.as_str().to_owned(),
-        };
-        let path_and_query = PathAndQuery::try_from(path_and_query)
-            .map_err(|_| Reject::Internal("forwarded path is not a valid URI"))?;
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| Reject::Internal("forwarded URI could not be built"))
+            Some(query) => PathAndQuery::try_from(format!("{}?{query}", path.as_str())),
+            None => PathAndQuery::try_from(path.as_str()),
+        }
+        .map_err(|_| Reject::Internal("forwarded path is not a valid URI"))?;
+        Ok(Uri::from(path_and_query))
     }
 
     /// Sends the request (already re-targeted and sanitised) and waits for the response
-    /// head, bounded by the route's response timeout. Bodies stream.
+    /// head, bounded by the route's response timeout (connecting included). Bodies
+    /// stream. A request without a `Host` gets the upstream's.
     pub async fn send(&self, mut request: Request<Incoming>) -> Result<Response<Incoming>, Reject> {
         *request.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+        if !request.headers().contains_key(header::HOST) {
+            request
+                .headers_mut()
+                .insert(header::HOST, self.host.clone());
+        }
+        match tokio::time::timeout(self.response_timeout, self.pool.send(request)).await {
             Err(_) => Err(Reject::UpstreamTimeout),
-            Ok(Err(err)) => Err(Reject::UpstreamUnavailable(describe(&err))),
+            Ok(Err(failure)) => Err(Reject::UpstreamUnavailable(failure)),
             Ok(Ok(response)) => Ok(response),
         }
     }
 }
 
-fn describe(err: &hyper_util::client::legacy::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
+/// The `Host` for `authority`: its host, and its port unless the scheme's default.
+fn host_header(scheme: &Scheme, authority: &Authority) -> Option<HeaderValue> {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let value = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_owned(),
+    };
+    HeaderValue::from_str(&value).ok()
 }
 
 fn tls_client_config(
