@@ -249,9 +249,8 @@ impl FramingTracker {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    // Vectorised: this runs over every request head.
+    memchr::memmem::find(haystack, needle)
 }
 
 /// The size in a chunk-size line (`1a;ext=1\r\n`).
