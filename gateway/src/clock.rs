@@ -1,7 +1,6 @@
 //! The only place that reads the clocks. Everything else takes time as a parameter or
 //! asks here, so tests can reason about time and `clippy.toml` can ban the rest.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,14 +32,6 @@ pub fn advance_test_clock(seconds: u32) -> Option<i64> {
 )]
 pub fn monotonic_now() -> Instant {
     Instant::now()
-}
-
-/// Milliseconds on the monotonic clock since the first call in this process: a compact
-/// timestamp that fits an atomic.
-pub fn monotonic_millis() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(monotonic_now);
-    u64::try_from(monotonic_now().duration_since(base).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The wall clock, for timestamps and policy context.
