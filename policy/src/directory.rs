@@ -88,11 +88,16 @@ pub trait Directory {
 /// following parents always ends at a root.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryDirectory {
-    parents: HashMap<EntityRef, Option<EntityRef>>,
+    parents: Map<EntityRef, Option<EntityRef>>,
     entities_in_order: Vec<EntityRef>,
-    bindings: HashMap<String, HashMap<EntityRef, Vec<RoleBinding>>>,
+    bindings: Map<String, Map<EntityRef, Vec<RoleBinding>>>,
     n_bindings: usize,
 }
+
+/// The directory's maps are read on every decision: a fast hash, seeded per
+/// process (their keys come from the bindings file and the store, not from
+/// requests).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The directory file as written.
 #[derive(Deserialize)]
