@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
 
 const REQUESTS: &str = "portcullis_requests_total";
 const DURATION: &str = "portcullis_request_duration_seconds";
@@ -24,6 +26,11 @@ const POLICY_REVISION: &str = "portcullis_policy_revision_info";
 const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
 ];
+
+/// How often recorded latencies are folded into their buckets. Until then the recorder
+/// holds each one as a raw sample: without upkeep, a gateway nobody scrapes grows by
+/// every request it serves.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -49,6 +56,21 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             Some(handle)
         })
         .as_ref()
+}
+
+/// Folds recorded samples into the histograms every few seconds, until `shutdown`.
+pub async fn upkeep(mut shutdown: watch::Receiver<bool>) {
+    let Some(handle) = HANDLE.get().and_then(Option::as_ref) else {
+        return;
+    };
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => handle.run_upkeep(),
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// The text exposition of every metric, for `/metrics`.

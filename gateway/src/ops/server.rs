@@ -164,6 +164,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     drop(tracker);
     reload::spawn(Arc::clone(&policy), shutdown_rx.clone())?;
+    tokio::spawn(metrics::upkeep(shutdown_rx.clone()));
     tracing::info!(routes = config.routes.len(), "portcullis ready");
 
     loop {
