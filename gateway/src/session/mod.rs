@@ -123,7 +123,8 @@ fn current(cached: &Cached) -> Session {
 /// Creates, finds and revokes sessions.
 pub struct Sessions {
     store: Store,
-    cache: Cache<Vec<u8>, Option<Arc<Cached>>>,
+    /// Keyed by the session hash, held inline so a lookup does not allocate.
+    cache: Cache<[u8; 32], Option<Arc<Cached>>>,
 }
 
 impl Sessions {
@@ -222,7 +223,10 @@ impl Sessions {
         workspace: WorkspaceId,
         hash: &SessionHash,
     ) -> Result<Option<Arc<Cached>>, SessionError> {
-        let key = hash.as_bytes().to_vec();
+        let Ok(key) = <[u8; 32]>::try_from(hash.as_bytes()) else {
+            // Every session hash is a SHA-256; anything else names no session.
+            return Ok(None);
+        };
         let store = &self.store;
         let lookup = hash.clone();
         self.cache
