@@ -1,13 +1,18 @@
-//! Passwords: argon2id hashing on a bounded blocking pool, and the password policy.
+//! Passwords: argon2id hashing on its own low-priority threads, and the password policy.
 //!
 //! Each hash pins a core and its memory cost for tens of milliseconds, so hashing runs
-//! on tokio's blocking pool behind a semaphore sized to the machine: a login flood
-//! queues behind it instead of starving proxied traffic. Parameters live in the PHC
+//! on a few threads of its own (one per core) behind a semaphore: a login flood queues
+//! instead of spreading over every thread. Those threads also run at the lowest CPU
+//! priority (nice 19, on Linux), so when the proxy and a login flood want the same
+//! cores, the proxied requests win and the sign-ins wait: on a machine the proxy keeps
+//! busy, a flood slows sign-ins down instead of every proxied request's tail latency.
+//! Parameters live in the PHC
 //! string, so old hashes keep verifying after a change and are re-hashed on the next
 //! successful login. An unknown user costs one verification against a fixed hash, so
 //! timing does not tell whether an account exists.
 
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, mpsc};
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -22,9 +27,12 @@ pub enum PasswordError {
     /// Hashing failed.
     #[error("argon2: {0}")]
     Hash(String),
-    /// The blocking task did not complete.
+    /// The hashing job did not complete.
     #[error("password hashing task failed")]
     Task,
+    /// The hashing threads could not be started.
+    #[error("starting the password hashing threads: {0}")]
+    Threads(String),
 }
 
 /// argon2id cost parameters.
@@ -58,11 +66,16 @@ pub enum Verified {
     YesRehashed(String),
 }
 
-/// Hashes and verifies on a bounded blocking pool.
+/// One hashing job, run on a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies on its own bounded, low-priority threads.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
+    /// At most as many jobs as threads are queued or running; more wait here.
     permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     dummy: Arc<str>,
 }
 
@@ -80,9 +93,20 @@ impl PasswordHasher {
             .hash_password(b"portcullis: no such user")
             .map_err(|err| PasswordError::Hash(err.to_string()))?
             .to_string();
+        let threads = concurrency.max(1);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || hashing_thread(&queue))
+                .map_err(|err| PasswordError::Threads(err.to_string()))?;
+        }
         Ok(PasswordHasher {
             params,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(threads)),
+            jobs,
             dummy: dummy.into(),
         })
     }
@@ -139,11 +163,45 @@ impl PasswordHasher {
             .acquire()
             .await
             .map_err(|_| PasswordError::Task)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| PasswordError::Task)
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The caller may have gone (a client that hung up); nothing to tell then.
+            let _ = done.send(work());
+        });
+        self.jobs.send(job).map_err(|_| PasswordError::Task)?;
+        result.await.map_err(|_| PasswordError::Task)
     }
 }
+
+/// Runs hashing jobs until every [`PasswordHasher`] clone is gone.
+fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else {
+            return;
+        };
+        // A job that panics loses its answer (the caller gets `Task`), not the thread.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+    }
+}
+
+/// Puts the calling thread at the lowest CPU priority (nice 19). Raising niceness
+/// needs no privilege; where it fails anyway, hashing still works at normal priority.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // On Linux a thread id names just this thread (the process id would be all).
+    let thread = rustix::thread::gettid();
+    if let Err(err) = rustix::process::setpriority_process(Some(thread), 19) {
+        tracing::warn!(error = %err, "could not lower the priority of a password hashing thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
@@ -337,6 +395,31 @@ mod tests {
         iterations: 1,
         parallelism: 1,
     };
+
+    /// A login flood must lose to proxied traffic for the CPU: the hashing threads run
+    /// at nice 19. (Each test runs in its own process under nextest, so the only
+    /// hashing threads here are this hasher's.)
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_the_lowest_priority() {
+        let hasher = PasswordHasher::new(CHEAP, 1).unwrap();
+        // The one thread has lowered itself before it ran this job.
+        hasher.hash("correct horse battery staple").await.unwrap();
+        let mut niceness = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let task = task.unwrap().path();
+            let name = std::fs::read_to_string(task.join("comm")).unwrap();
+            if !name.starts_with("argon2-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+            // Fields after the command name: state is field 3, nice is field 19.
+            let (_, after_name) = stat.rsplit_once(')').unwrap();
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            niceness.push(fields[16].parse::<i32>().unwrap());
+        }
+        assert_eq!(niceness, [19]);
+    }
 
     #[tokio::test]
     async fn hash_verify_and_rehash_on_parameter_change() {
