@@ -1,7 +1,7 @@
 //! Passwords: argon2id hashing on its own low-priority threads, and the password policy.
 //!
 //! Each hash pins a core and its memory cost for tens of milliseconds, so hashing runs
-//! on a few threads of its own (one per core) behind a semaphore: a login flood queues
+//! on a few threads of its own (half the cores) behind a semaphore: a login flood queues
 //! instead of spreading over every thread. Those threads also run at the lowest CPU
 //! priority (nice 19, on Linux), so when the proxy and a login flood want the same
 //! cores, the proxied requests win and the sign-ins wait: on a machine the proxy keeps
