@@ -19,7 +19,8 @@
 #
 # Knobs: BENCH_PROFILE_REQUESTS (300: under callgrind a request takes a few ms, and
 # the run should stay inside the 5-second cache lifetimes so it measures warm
-# requests), BENCH_TARGET_DIR, BENCH_SKIP_BUILD=1, BENCH_PROFILE_OUT (result folder).
+# requests), BENCH_TARGET_DIR, BENCH_SKIP_BUILD=1, BENCH_PROFILE_OUT (result folder),
+# BENCH_BIN (profile another binary, e.g. an older build for a before/after).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
