@@ -321,3 +321,28 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
     }
     assert_eq!(closed.load(Ordering::SeqCst), 5);
 }
+
+/// More requests in flight at once than the pool keeps connections: each gets its own
+/// connection, the ones beyond the pool's size close after their exchange, and every
+/// request is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_concurrent_requests_than_kept_connections_all_complete() {
+    let upstream = EchoUpstream::start().await;
+    let gateway = Gateway::start(Setup {
+        routes: route("app", "*", "/", &upstream.url(), ""),
+        ..Setup::default()
+    })
+    .await;
+    let addr = gateway.addr;
+    let requests: Vec<_> = (0..80)
+        .map(|_| tokio::spawn(async move { raw_get(addr, "app.test", "/slow", &[]).await }))
+        .collect();
+    for request in requests {
+        let response = request.await.unwrap();
+        assert_eq!((response.status, response.body.as_str()), (200, "slow"));
+    }
+    assert_eq!(upstream.count(), 80);
+    // And the kept connections still work afterwards.
+    let response = raw_get(addr, "app.test", "/", &[]).await;
+    assert_eq!((response.status, response.body.as_str()), (200, "echo"));
+}
