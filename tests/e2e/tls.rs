@@ -231,3 +231,97 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
         .unwrap();
     assert_eq!(second.status(), 200);
 }
+
+/// An HTTPS upstream presenting `leaf` (cert PEM, key PEM): answers `secure` to
+/// every request.
+async fn https_upstream(leaf: (String, String)) -> std::net::SocketAddr {
+    use hyper::service::service_fn;
+    use rustls::pki_types::PrivateKeyDer;
+
+    let chain = vec![CertificateDer::from_pem_slice(leaf.0.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(leaf.1.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(|_request: Request<hyper::body::Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"secure")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// An `https://` upstream is verified against the route's CA file and by name: the
+/// right CA and name pass, twice (the second on the kept connection); another CA, or a
+/// name the certificate does not carry, is a 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_verified_against_the_route_ca() {
+    use crate::support::{TempDir, raw_get};
+
+    let trusted = TestPki::new();
+    let other = TestPki::new();
+    let dir = TempDir::new("upstream-ca");
+    let ca = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca, &trusted.ca_pem).unwrap();
+    let good = https_upstream(trusted.leaf("upstream")).await;
+    let foreign = https_upstream(other.leaf("impostor")).await;
+    let ca_line = format!("upstream_ca = \"{}\"", ca.display());
+    let routes = [
+        route(
+            "good",
+            "*",
+            "/good",
+            &format!("https://localhost:{}", good.port()),
+            &ca_line,
+        ),
+        route(
+            "foreign",
+            "*",
+            "/foreign",
+            &format!("https://localhost:{}", foreign.port()),
+            &ca_line,
+        ),
+        // The certificate names `localhost`, not the address.
+        route("by-ip", "*", "/by-ip", &format!("https://{good}"), &ca_line),
+    ]
+    .concat();
+    let gateway = Gateway::start(Setup {
+        routes,
+        ..Setup::default()
+    })
+    .await;
+    for _ in 0..2 {
+        let response = raw_get(gateway.addr, "app.test", "/good", &[]).await;
+        assert_eq!((response.status, response.body.as_str()), (200, "secure"));
+    }
+    for path in ["/foreign", "/by-ip"] {
+        let response = raw_get(gateway.addr, "app.test", path, &[]).await;
+        assert_eq!(response.status, 502, "{path}: {}", response.body);
+        assert!(
+            response.body.contains("upstream_unavailable"),
+            "{}",
+            response.body
+        );
+    }
+}
