@@ -140,7 +140,7 @@ impl Authenticator {
             })?;
             if let Some(session) = found {
                 return Ok(Principal {
-                    user_id: session.user_id.to_string(),
+                    user_id: session.user_id.to_text(),
                     email: session.user_email.clone(),
                     stored: Some((session.user_id, session.workspace_id)),
                     session: Some((workspace, hash.clone())),
@@ -170,7 +170,7 @@ impl Authenticator {
         let record = self.lookup(workspace, hash).await?;
         match record {
             Some(token) if token.is_usable(now) => Ok(Principal {
-                user_id: token.created_by.to_string(),
+                user_id: token.created_by.to_text(),
                 email: token.creator_email.as_deref().map(Arc::from),
                 stored: Some((token.created_by, token.workspace_id)),
                 session: None,

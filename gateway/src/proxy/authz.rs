@@ -120,7 +120,22 @@ pub fn action_for(actions: &RouteActions, method: &Method) -> String {
         .find(|(configured, _)| configured == method)
         .map(|(_, action)| action.clone())
         .or_else(|| actions.default.clone())
-        .unwrap_or_else(|| format!("http:{}", method.as_str()))
+        .unwrap_or_else(|| http_action(method))
+}
+
+/// `http:<METHOD>`; the common methods without the formatting machinery.
+fn http_action(method: &Method) -> String {
+    let common = match *method {
+        Method::GET => "http:GET",
+        Method::POST => "http:POST",
+        Method::PUT => "http:PUT",
+        Method::DELETE => "http:DELETE",
+        Method::PATCH => "http:PATCH",
+        Method::HEAD => "http:HEAD",
+        Method::OPTIONS => "http:OPTIONS",
+        _ => return format!("http:{}", method.as_str()),
+    };
+    common.to_owned()
 }
 
 #[cfg(test)]
@@ -136,6 +151,11 @@ mod tests {
         let none = RouteActions::default();
         assert_eq!(action_for(&none, &Method::GET), "http:GET");
         assert_eq!(action_for(&none, &Method::DELETE), "http:DELETE");
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(action_for(&none, &brew), "http:BREW");
+        for method in [Method::PUT, Method::PATCH, Method::HEAD, Method::OPTIONS] {
+            assert_eq!(action_for(&none, &method), format!("http:{method}"));
+        }
         let configured = RouteActions {
             default: Some("read".into()),
             by_method: vec![(Method::POST, "operate".into())],
