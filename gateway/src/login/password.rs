@@ -1,13 +1,13 @@
 //! Passwords: argon2id hashing on its own low-priority threads, and the password policy.
 //!
 //! Each hash pins a core and its memory cost for tens of milliseconds, so hashing runs
-//! on a few threads of its own (half the cores) behind a semaphore: a login flood queues
-//! instead of spreading over every thread. Those threads also run at the lowest CPU
-//! priority (nice 19, on Linux), so when the proxy and a login flood want the same
-//! cores, the proxied requests win and the sign-ins wait: on a machine the proxy keeps
-//! busy, a flood slows sign-ins down instead of every proxied request's tail latency.
-//! Parameters live in the PHC
-//! string, so old hashes keep verifying after a change and are re-hashed on the next
+//! on a few threads of its own (the caller picks how many: the gateway uses half the
+//! cores) behind a semaphore: a login flood queues instead of spreading over every
+//! thread. Those threads also run at the lowest CPU priority (nice 19, on Linux), so
+//! when the proxy and a login flood want the same cores, the proxied requests win and
+//! the sign-ins wait: on a machine the proxy keeps busy, a flood slows sign-ins down
+//! instead of every proxied request's tail latency. Parameters live in the PHC string,
+//! so old hashes keep verifying after a change and are re-hashed on the next
 //! successful login. An unknown user costs one verification against a fixed hash, so
 //! timing does not tell whether an account exists.
 
@@ -158,15 +158,18 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
+        // The permit travels with the job and is released when the hash is done, not
+        // when the caller goes: a client that hangs up mid-sign-in cannot leave more
+        // queued hashes behind than there are threads.
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
             .map_err(|_| PasswordError::Task)?;
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             // The caller may have gone (a client that hung up); nothing to tell then.
             let _ = done.send(work());
+            drop(permit);
         });
         self.jobs.send(job).map_err(|_| PasswordError::Task)?;
         result.await.map_err(|_| PasswordError::Task)
