@@ -196,3 +196,27 @@ fn load_ca(route: &str, path: &Path) -> Result<RootCertStore, UpstreamError> {
     }
     Ok(roots)
 }
+
+#[cfg(test)]
+mod tests {
+    use http::uri::{Authority, Scheme};
+
+    use super::host_header;
+
+    #[test]
+    fn host_header_omits_only_the_default_port() {
+        let host = |scheme: Scheme, authority: &'static str| {
+            host_header(&scheme, &Authority::from_static(authority))
+                .map(|value| value.to_str().unwrap_or_default().to_owned())
+        };
+        assert_eq!(host(Scheme::HTTP, "app:80").as_deref(), Some("app"));
+        assert_eq!(host(Scheme::HTTP, "app").as_deref(), Some("app"));
+        assert_eq!(host(Scheme::HTTP, "app:8080").as_deref(), Some("app:8080"));
+        assert_eq!(host(Scheme::HTTPS, "app:443").as_deref(), Some("app"));
+        assert_eq!(host(Scheme::HTTPS, "app:80").as_deref(), Some("app:80"));
+        assert_eq!(
+            host(Scheme::HTTP, "[::1]:8080").as_deref(),
+            Some("[::1]:8080")
+        );
+    }
+}
