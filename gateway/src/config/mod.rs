@@ -83,6 +83,8 @@ pub struct Config {
     pub(crate) email: Option<EmailConfig>,
     pub(crate) sso: Option<sso::SsoConfig>,
     pub(crate) passwords: HashParams,
+    /// How many threads hash passwords (`[passwords] threads`); none: half the cores.
+    pub(crate) password_threads: Option<usize>,
     pub(crate) sessions: Timeouts,
 }
 
@@ -360,6 +362,10 @@ impl Config {
                 "memory_kib must be 8..=4194304, iterations and parallelism 1..=16",
             ));
         }
+        let password_threads = raw.passwords.threads;
+        if password_threads.is_some_and(|threads| !(1..=256).contains(&threads)) {
+            return Err(ctx.invalid("passwords.threads", "must be 1..=256"));
+        }
         let to_time =
             |duration: Duration| time::Duration::try_from(duration).unwrap_or(time::Duration::MAX);
         let sessions = Timeouts {
@@ -391,6 +397,7 @@ impl Config {
             email,
             sso,
             passwords,
+            password_threads,
             sessions,
         })
     }

@@ -131,13 +131,14 @@ pub struct RawEmail {
     pub(crate) ca: Option<String>,
 }
 
-/// `[passwords]`: argon2id cost.
+/// `[passwords]`: argon2id cost, and how many threads hash.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPasswords {
     pub(crate) memory_kib: Option<u32>,
     pub(crate) iterations: Option<u32>,
     pub(crate) parallelism: Option<u32>,
+    pub(crate) threads: Option<usize>,
 }
 
 /// `[sessions]`: deployment-wide default timeouts (stores may only shorten them).

@@ -154,6 +154,14 @@ fn login_password_and_session_errors() {
         ],
     );
     check(
+        &with_route("[passwords]\nthreads = 0\n"),
+        expect!["portcullis.toml: `passwords.threads`: must be 1..=256"],
+    );
+    check(
+        &with_route("[passwords]\nthreads = 1000\n"),
+        expect!["portcullis.toml: `passwords.threads`: must be 1..=256"],
+    );
+    check(
         &with_route("[sessions]\nidle_timeout = \"forever\"\n"),
         expect![
             "portcullis.toml: `sessions.idle_timeout`: `forever` is not a duration such as `250ms`, `10s`, `5m` or `1h`"

@@ -105,12 +105,14 @@ impl Gateway {
         let (sessions, login) = match config.login {
             None => (None, None),
             Some(login_config) => {
-                // Half the cores at most hash passwords, so a login storm leaves the
-                // other half to proxied traffic (with every core hashing, even at the
-                // lowest priority, proxied p99 on a 2-core machine went from 0.3 to
-                // 3-6 ms; with one, it stays near its baseline).
+                // By default half the cores hash passwords, so a login storm leaves
+                // the other half to proxied traffic (with every core hashing, even at
+                // the lowest priority, proxied p99 on a 2-core machine went from 0.3
+                // to 3-6 ms; with one, to 2-3 ms, what the storm does to a plain nginx
+                // there).
                 let cores = std::thread::available_parallelism().map_or(2, usize::from);
-                let hasher = PasswordHasher::new(config.passwords, (cores / 2).max(1))?;
+                let threads = config.password_threads.unwrap_or((cores / 2).max(1));
+                let hasher = PasswordHasher::new(config.passwords, threads)?;
                 let sessions = Arc::new(Sessions::new(store.clone()));
                 let login = Login::new(
                     store.clone(),
