@@ -185,6 +185,43 @@ start_reference() {
     wait_http "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
 }
 
+# start_authfront PORT GATEWAY_PORT: nginx in front of the same upstream, asking the
+# gateway's forward-auth endpoint about every request first (`auth_request`), the way
+# deploy/forward-auth/nginx.conf does. Sets AUTHFRONT_PID.
+start_authfront() {
+    local port=$1 gateway=$2
+    nginx_conf authfront "$port" "        location = /_portcullis_auth {
+            internal;
+            proxy_pass http://portcullis/.portcullis/auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length \"\";
+            proxy_set_header X-Forwarded-Host bench;
+            proxy_set_header X-Forwarded-Uri \$request_uri;
+            proxy_set_header X-Forwarded-Method \$request_method;
+        }
+        location / {
+            auth_request /_portcullis_auth;
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }
+    upstream portcullis {
+        server 127.0.0.1:$gateway;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    upstream bench_upstream {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;"
+    start_nginx authfront
+    AUTHFRONT_PID=$STARTED
+    wait_http "$AUTHFRONT_PID" "http://127.0.0.1:$port/"
+}
+
 # The bench user's password (meets the password policy; never a real secret).
 BENCH_EMAIL=olga@bench.test
 BENCH_PASSWORD=correct-horse-battery-staple-42

@@ -77,20 +77,22 @@ def vm_hwm_kib(pid):
 class Proxy:
     """The processes whose cost is charged to a target."""
 
-    def __init__(self, name, pid, is_nginx_master):
+    def __init__(self, name, pid, is_nginx_master, also=()):
         self.name = name
         self.pid = pid
         self.is_nginx_master = is_nginx_master
+        self.also = list(also)
 
     def pids(self):
-        if not Path(f"/proc/{self.pid}").exists():
-            raise BenchError(f"{self.name} (pid {self.pid}) is gone")
+        for pid in [self.pid, *self.also]:
+            if not Path(f"/proc/{pid}").exists():
+                raise BenchError(f"{self.name} (pid {pid}) is gone")
         if self.is_nginx_master:
             workers = children_of(self.pid)
             if not workers:
                 raise BenchError(f"{self.name}: no worker processes under {self.pid}")
-            return workers
-        return [self.pid]
+            return workers + self.also
+        return [self.pid, *self.also]
 
     def cpu_ticks(self):
         return sum(cpu_ticks(pid) for pid in self.pids())
@@ -385,7 +387,7 @@ def main():
     spec = json.loads(Path(args.targets).read_text())
     targets = []
     for t in spec["targets"]:
-        t["proxy"] = Proxy(t["name"], t["pid"], t.get("nginx", False))
+        t["proxy"] = Proxy(t["name"], t["pid"], t.get("nginx", False), t.get("also", ()))
         targets.append(t)
     if targets[0]["name"] != REFERENCE:
         raise BenchError(f"the first target must be the reference `{REFERENCE}`")

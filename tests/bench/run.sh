@@ -64,7 +64,8 @@ machine_facts() {
 
 # target NAME URL PID [key=value ...] HEADER...: one JSON object for measure.py.
 # Options before the headers: nginx=1, scale=1, empty=1 (answers 200 with no body,
-# like forward-auth), storm=<instance>.
+# like forward-auth), storm=<instance>, also=<pid> (another process whose CPU and memory
+# are charged to the target too).
 target() {
     python3 - "$@" <<'EOF'
 import json, sys
@@ -76,6 +77,8 @@ for item in rest:
         target[key] = value == "1"
     elif sep and key == "storm":
         target["storm"] = json.loads(value)
+    elif sep and key == "also":
+        target.setdefault("also", []).append(int(value))
     else:
         target["headers"].append(item)
 print(json.dumps(target))
@@ -86,14 +89,15 @@ main() {
     ensure_tools nginx wrk curl python3 sqlite3
     build
     bench_init
-    read -r UPSTREAM_PORT NGINX_PORT P_MAIN P_SESS P_BIND P_POL1 P_POL1000 P_BEFORE \
-        < <(free_ports 8)
+    read -r UPSTREAM_PORT NGINX_PORT P_MAIN P_SESS P_BIND P_POL1 P_POL1000 P_BEFORE P_AUTH \
+        < <(free_ports 9)
     write_body
     start_upstream
     start_reference
 
     setup_portcullis main "$P_MAIN"
     start_portcullis main "$P_MAIN"
+    start_authfront "$P_AUTH" "$P_MAIN"
     local storm
     storm=$(printf '{"base": "http://127.0.0.1:%s", "email": "%s", "password": "%s"}' \
         "$P_MAIN" "$BENCH_EMAIL" "$BENCH_PASSWORD")
@@ -112,6 +116,9 @@ main() {
         target "portcullis forward-auth" "http://127.0.0.1:$P_MAIN/.portcullis/auth" \
             "$PID_main" empty=1 "X-Forwarded-Host: bench" "X-Forwarded-Uri: /app" \
             "Cookie: __Host-portcullis=$COOKIE_main"
+        echo ,
+        target "nginx auth_request + portcullis" "http://127.0.0.1:$P_AUTH/app" \
+            "$AUTHFRONT_PID" nginx=1 "also=$PID_main" "Cookie: __Host-portcullis=$COOKIE_main"
     } >"$WORK/targets.json"
 
     if [[ -n ${BENCH_BASELINE_BIN:-} ]]; then
