@@ -2,7 +2,8 @@
 """Load phase of the Portcullis benchmark (called by tests/bench/run.sh).
 
 The targets are already running and described in a JSON file (name, URL, headers, the
-PID whose CPU is charged, whether it is an nginx master, other PIDs charged with it). For each round and each load
+PID whose CPU is charged, whether it is an nginx master, other PIDs charged with it).
+For each round and each load
 (c=64 throughput, c=1 latency) every target is checked with curl (status 200 and the
 exact body), then loaded with wrk while the CPU time of the proxy's own processes is
 read from /proc before and after. Medians over the rounds are reported, and every
