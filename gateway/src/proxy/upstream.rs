@@ -31,6 +31,17 @@ mod pool;
 /// Why an upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    /// The upstream URL cannot be connected to as written (no host, or a host that
+    /// cannot be a `Host` header).
+    #[error("route `{route}`: upstream `{upstream}`: {problem}")]
+    Address {
+        /// The route id.
+        route: String,
+        /// The upstream URL.
+        upstream: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The route's CA file could not be read or holds no certificate.
     #[error("route `{route}`: upstream CA `{path}`: {problem}")]
     Ca {
@@ -70,16 +81,17 @@ pub struct Upstream {
 impl Upstream {
     /// Builds the client for a configured route.
     pub fn build(route: &RouteConfig) -> Result<Upstream, UpstreamError> {
+        let bad = |problem: &'static str| UpstreamError::Address {
+            route: route.id.clone(),
+            upstream: route.upstream.to_string(),
+            problem,
+        };
         let scheme = route.upstream.scheme().cloned().unwrap_or(Scheme::HTTP);
         let authority = route
             .upstream
             .authority()
             .cloned()
-            .ok_or_else(|| UpstreamError::Ca {
-                route: route.id.clone(),
-                path: String::new(),
-                problem: "upstream has no host".into(),
-            })?;
+            .ok_or_else(|| bad("it has no host"))?;
         let tls = tls_client_config(route, scheme == Scheme::HTTPS)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -90,19 +102,14 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let bad = |problem: &str| UpstreamError::Ca {
-            route: route.id.clone(),
-            path: String::new(),
-            problem: problem.into(),
-        };
         let host = host_header(&scheme, &authority)
-            .ok_or_else(|| bad("upstream host is not a valid Host header"))?;
+            .ok_or_else(|| bad("its host is not a valid Host header"))?;
         let target = Uri::builder()
             .scheme(scheme)
             .authority(authority)
             .path_and_query("/")
             .build()
-            .map_err(|_| bad("upstream is not a valid URI"))?;
+            .map_err(|_| bad("it is not a valid URI"))?;
         Ok(Upstream {
             host,
             pool: Pool::new(connector, target),
