@@ -97,14 +97,16 @@ impl Engine {
             Err(error) => return Arc::new(Decision::failed(vec![error], Vec::new())),
         };
         let bindings = bindings_on(&chain, request, directory);
-        let Some(action) = compiled.actions.get(&request.action) else {
+        // An unknown action fails at once; and the time is checked even when no
+        // policy reads it, so an out-of-range time must not find the decision of
+        // an in-range one. Neither is remembered.
+        let remembered = compiled
+            .actions
+            .get(&request.action)
+            .filter(|_| in_cedar_range(request.context.time));
+        let Some(action) = remembered else {
             return Arc::new(decide_on(compiled, request, &chain, &bindings));
         };
-        // The time is checked even when no policy reads it, so an out-of-range
-        // time must not find the decision of an in-range one.
-        if !in_cedar_range(request.context.time) {
-            return Arc::new(decide_on(compiled, request, &chain, &bindings));
-        }
         let key = Key {
             principal: &request.principal,
             action: &request.action,
