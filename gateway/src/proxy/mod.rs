@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 
 /// Every response body the gateway sends: streamed from the upstream, or a small
 /// body the gateway wrote itself.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, upstream::BodyError>;
 
 /// A body the gateway wrote itself.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

@@ -29,7 +29,7 @@ use super::headers::{
 use super::path::{CanonicalPath, PathError};
 use super::reject::{Reject, RequestMeta, error_response, wants_html};
 use super::route::{Route, RouteTable, request_host};
-use super::upstream::UpstreamError;
+use super::upstream::{Tunnel, UpstreamError};
 use super::{Body, full};
 use crate::assertion::Assertions;
 use crate::authz::ActivePolicy;
@@ -295,7 +295,6 @@ async fn proxy<'g>(
 
     let websocket = route.websocket && is_websocket_upgrade(&request);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
-    let uri = route.upstream.uri_for(&path, request.uri().query())?;
     let (mut parts, body) = request.into_parts();
     let chain = if gateway.trusted.contains(conn.peer.ip().to_canonical()) {
         UpstreamChain::capture(&parts.headers)
@@ -324,11 +323,7 @@ async fn proxy<'g>(
             .headers
             .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    parts.uri = uri;
-    let mut response = route
-        .upstream
-        .send(Request::from_parts(parts, body))
-        .await?;
+    let response = route.upstream.send(parts, body, &path).await?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -336,7 +331,10 @@ async fn proxy<'g>(
                 "upstream switched protocols unasked".into(),
             ));
         };
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let (mut parts, body) = response.into_parts();
+        let Some(upstream) = body.into_tunnel() else {
+            return Err(Reject::Internal("a 101 response without its connection"));
+        };
         // A tunnel opened under a session closes when the session ends.
         let watch = authorized
             .as_ref()
@@ -349,12 +347,11 @@ async fn proxy<'g>(
             });
         spawn_tunnel(
             client_upgrade,
-            upstream_upgrade,
+            upstream,
             gateway.idle_timeout,
             watch,
             meta.request_id.to_owned(),
         );
-        let (mut parts, _) = response.into_parts();
         sanitize_response(&mut parts.headers);
         parts
             .headers
@@ -567,14 +564,14 @@ async fn session_ended(watch: Option<&SessionWatch>) {
 
 fn spawn_tunnel(
     client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
+    mut upstream: Tunnel,
     idle_timeout: std::time::Duration,
     watch: Option<SessionWatch>,
     request_id: String,
 ) {
     tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
+        let client = match client.await {
+            Ok(client) => client,
             Err(err) => {
                 tracing::debug!(request_id, error = %err, "websocket upgrade did not complete");
                 return;
@@ -582,7 +579,6 @@ fn spawn_tunnel(
         };
         let mut client = ActivityIo::new(TokioIo::new(client));
         let activity = client.activity();
-        let mut upstream = TokioIo::new(upstream);
         tokio::select! {
             result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
                 if let Err(err) = result {

@@ -1,8 +1,9 @@
-//! The upstream side: a pool of kept-alive connections per route ([`pool`]),
-//! streaming in both directions.
+//! The upstream side: kept-alive HTTP/1.1 connections per route ([`pool`]), on which
+//! the client's request task itself writes the request and reads the response
+//! ([`exchange`], framed by [`codec`]), streaming in both directions.
 //!
-//! Bodies are never collected: the client's `Incoming` body is handed to the upstream
-//! request and the upstream's `Incoming` body is handed back, so memory stays flat
+//! Bodies are never collected: the client's body is sent as it arrives and the
+//! upstream's is handed to the client side as it is read, so memory stays flat
 //! whatever the size. Upstreams speak HTTP/1.1 (an HTTP/2 client is re-framed), which
 //! also keeps WebSocket upgrades possible. `https://` upstreams are verified against the
 //! system roots or the route's own CA file.
@@ -11,21 +12,27 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http::request::Parts;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Method, Response, header};
 use hyper::body::Incoming;
 use hyper_rustls::ConfigBuilderExt;
-use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::RootCertStore;
 use rustls::version::{TLS12, TLS13};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+use self::conn::Connector;
+pub use self::exchange::{BodyError, Tunnel, UpstreamBody};
+use self::exchange::{Outgoing, exchange, is_idempotent, request_framing, response};
 use self::pool::Pool;
 use super::path::CanonicalPath;
 use super::reject::Reject;
 use crate::config::RouteConfig;
 
+pub mod codec;
+mod conn;
+mod exchange;
 mod pool;
 
 /// Why an upstream client could not be built.
@@ -74,7 +81,7 @@ pub enum UpstreamError {
 pub struct Upstream {
     /// The `Host` a request gets when the route does not pass the client's on.
     host: HeaderValue,
-    pool: Pool,
+    pool: Arc<Pool>,
     response_timeout: Duration,
 }
 
@@ -87,61 +94,90 @@ impl Upstream {
             problem,
         };
         let scheme = route.upstream.scheme().cloned().unwrap_or(Scheme::HTTP);
+        let https = scheme == Scheme::HTTPS;
         let authority = route
             .upstream
             .authority()
             .cloned()
             .ok_or_else(|| bad("it has no host"))?;
-        let tls = tls_client_config(route, scheme == Scheme::HTTPS)?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(route.connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let tls = if https {
+            Some(tls_client_config(route)?)
+        } else {
+            None
+        };
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let connector = Connector::new(authority.host(), port, tls, route.connect_timeout)
+            .ok_or_else(|| bad("its host is not a valid TLS server name"))?;
         let host = host_header(&scheme, &authority)
             .ok_or_else(|| bad("its host is not a valid Host header"))?;
-        let target = Uri::builder()
-            .scheme(scheme)
-            .authority(authority)
-            .path_and_query("/")
-            .build()
-            .map_err(|_| bad("it is not a valid URI"))?;
         Ok(Upstream {
             host,
-            pool: Pool::new(connector, target),
+            pool: Arc::new(Pool::new(connector)),
             response_timeout: route.response_timeout,
         })
     }
 
-    /// The request target the upstream gets (origin-form: the canonical path and the
-    /// client's raw query).
-    pub fn uri_for(&self, path: &CanonicalPath, query: Option<&str>) -> Result<Uri, Reject> {
-        let path_and_query = match query {
-            Some(query) => PathAndQuery::try_from(format!("{}?{query}", path.as_str())),
-            None => PathAndQuery::try_from(path.as_str()),
+    /// Sends the request (already sanitised) to `path` and the client's raw query
+    /// (from `parts.uri`), and waits for the response head, bounded by the route's response timeout
+    /// (connecting included). Bodies stream. A request without a `Host` gets the
+    /// upstream's.
+    pub async fn send(
+        &self,
+        mut parts: Parts,
+        body: Incoming,
+        path: &CanonicalPath,
+    ) -> Result<Response<UpstreamBody>, Reject> {
+        if !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(header::HOST, self.host.clone());
         }
-        .map_err(|_| Reject::Internal("forwarded path is not a valid URI"))?;
-        Ok(Uri::from(path_and_query))
-    }
-
-    /// Sends the request (already re-targeted and sanitised) and waits for the response
-    /// head, bounded by the route's response timeout (connecting included). Bodies
-    /// stream. A request without a `Host` gets the upstream's.
-    pub async fn send(&self, mut request: Request<Incoming>) -> Result<Response<Incoming>, Reject> {
-        *request.version_mut() = Version::HTTP_11;
-        if !request.headers().contains_key(header::HOST) {
-            request
-                .headers_mut()
-                .insert(header::HOST, self.host.clone());
-        }
-        match tokio::time::timeout(self.response_timeout, self.pool.send(request)).await {
+        let framing = request_framing(&parts.headers, &body);
+        let query = parts.uri.query();
+        let head = codec::encode_request_head(
+            &parts.method,
+            path.as_str(),
+            query,
+            &parts.headers,
+            framing,
+        )
+        .map_err(|_| Reject::Internal("forwarded path is not a valid request target"))?;
+        let outgoing = Outgoing::new(head.clone(), body, framing);
+        let sending = self.exchange(&parts.method, head, outgoing);
+        match tokio::time::timeout(self.response_timeout, sending).await {
             Err(_) => Err(Reject::UpstreamTimeout),
             Ok(Err(failure)) => Err(Reject::UpstreamUnavailable(failure)),
             Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Runs the exchange on a kept connection, or a new one; an idempotent request
+    /// whose kept connection turned out closed goes once more on a new one.
+    async fn exchange(
+        &self,
+        method: &Method,
+        head: bytes::Bytes,
+        mut outgoing: Outgoing,
+    ) -> Result<Response<UpstreamBody>, String> {
+        let head_request = *method == Method::HEAD;
+        if let Some(mut conn) = self.pool.checkout() {
+            match exchange(&mut conn, &mut outgoing, head_request).await {
+                Ok(response_head) => {
+                    return Ok(response(response_head, conn, outgoing, &self.pool));
+                }
+                Err(failed) => {
+                    let again = (failed.retryable && is_idempotent(method))
+                        .then(|| outgoing.again(head))
+                        .flatten();
+                    match again {
+                        Some(again) => outgoing = again,
+                        None => return Err(failed.reason),
+                    }
+                }
+            }
+        }
+        let mut conn = self.pool.connect().await?;
+        match exchange(&mut conn, &mut outgoing, head_request).await {
+            Ok(response_head) => Ok(response(response_head, conn, outgoing, &self.pool)),
+            Err(failed) => Err(failed.reason),
         }
     }
 }
@@ -156,10 +192,7 @@ fn host_header(scheme: &Scheme, authority: &Authority) -> Option<HeaderValue> {
     HeaderValue::from_str(&value).ok()
 }
 
-fn tls_client_config(
-    route: &RouteConfig,
-    https: bool,
-) -> Result<rustls::ClientConfig, UpstreamError> {
+fn tls_client_config(route: &RouteConfig) -> Result<rustls::ClientConfig, UpstreamError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&TLS13, &TLS12])
@@ -167,20 +200,16 @@ fn tls_client_config(
             route: route.id.clone(),
             source,
         })?;
-    let config = match (&route.upstream_ca, https) {
-        (Some(ca), _) => builder
+    let config = match &route.upstream_ca {
+        Some(ca) => builder
             .with_root_certificates(load_ca(&route.id, ca)?)
             .with_no_client_auth(),
-        (None, true) => builder
+        None => builder
             .with_native_roots()
             .map_err(|err| UpstreamError::NativeRoots {
                 route: route.id.clone(),
                 problem: err.to_string(),
             })?
-            .with_no_client_auth(),
-        // Plain http: the connector never starts TLS, so no roots are needed.
-        (None, false) => builder
-            .with_root_certificates(RootCertStore::empty())
             .with_no_client_auth(),
     };
     Ok(config)

@@ -1,0 +1,433 @@
+//! HTTP/1.1 framing towards upstreams, as pure functions over bytes: writing a request
+//! head, reading a response head and its framing, and decoding a chunked body.
+//!
+//! The rules are strict on purpose. A pooled connection carries one user's request
+//! after another's, so a response whose end could be read two ways (several or
+//! list-valued lengths, a length together with a transfer coding, a coding other than
+//! exactly `chunked`, a malformed chunk) is refused with a 502 rather than guessed at,
+//! and a connection is kept only when its response ended exactly where its framing
+//! said. `gateway/fuzz` (`upstream_response`) feeds both parsers arbitrary bytes.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+
+/// The most header lines a response head may have (hyper's default too).
+pub const MAX_HEADERS: usize = 100;
+/// The most bytes a response head may take.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The most bytes of chunk extensions, or of trailers, one body may carry.
+const MAX_CHUNK_META: usize = 16 * 1024;
+
+/// How a request body is delimited on the way to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body: neither `Content-Length` nor `Transfer-Encoding` is sent.
+    Empty,
+    /// The client's `Content-Length` (already among the headers) is kept.
+    Length,
+    /// The body is sent chunked; `Transfer-Encoding: chunked` is added.
+    Chunked,
+}
+
+/// A request target with a byte that cannot stand in a request line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("request target holds a byte that cannot go in a request line")]
+pub struct BadTarget;
+
+/// The request line (`path`, and `query` after a `?`) and headers, ready to write.
+pub fn encode_request_head(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) -> Result<Bytes, BadTarget> {
+    // Visible ASCII only: a space, CR or LF would end the target early.
+    let visible = |part: &str| part.bytes().all(|byte| byte.is_ascii_graphic());
+    if !visible(path) || !query.is_none_or(visible) {
+        return Err(BadTarget);
+    }
+    let size = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + method.as_str().len()
+        + path.len()
+        + query.map_or(0, str::len)
+        + 64;
+    let mut head = BytesMut::with_capacity(size);
+    head.extend_from_slice(method.as_str().as_bytes());
+    head.extend_from_slice(b" ");
+    head.extend_from_slice(path.as_bytes());
+    if let Some(query) = query {
+        head.extend_from_slice(b"?");
+        head.extend_from_slice(query.as_bytes());
+    }
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        // Header values never hold CR, LF or NUL (`HeaderValue` refuses them), so a
+        // value cannot end its line early.
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if framing == RequestFraming::Chunked {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    Ok(head.freeze())
+}
+
+/// The size line that goes before a chunk of `len` bytes.
+pub fn chunk_size_line(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (a `HEAD` request, 204, 304).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the upstream closes the connection.
+    UntilClose,
+    /// 101 Switching Protocols: the connection becomes a tunnel.
+    Tunnel,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: StatusCode,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The headers as sent (hop-by-hop ones included; the proxy strips them).
+    pub headers: HeaderMap,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// Whether the connection may carry another request once this body has ended.
+    pub reusable: bool,
+}
+
+/// Why a response head was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// Not a valid HTTP/1.x status line and headers.
+    #[error("malformed response head: {0}")]
+    Malformed(httparse::Error),
+    /// The head is longer than [`MAX_HEAD_BYTES`].
+    #[error("response head larger than {MAX_HEAD_BYTES} bytes")]
+    TooLarge,
+    /// A header name or value that `http` does not accept.
+    #[error("response header `{0}` is not valid")]
+    BadHeader(String),
+    /// The body's end could be read more than one way.
+    #[error("ambiguous response framing: {0}")]
+    Framing(&'static str),
+}
+
+/// What the start of a buffer held.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Not a whole head yet; nothing was consumed.
+    Partial,
+    /// An interim (1xx, not 101) response, consumed and to be ignored.
+    Interim,
+    /// A final response head, consumed.
+    Head(ResponseHead),
+}
+
+/// Where one header line lies in the head: name and value as byte ranges.
+#[derive(Clone, Copy, Default)]
+struct Line {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Parses the response head at the start of `buf` and consumes it when it is whole;
+/// `head_request` says whether it answers a `HEAD` (whose response has no body
+/// whatever it declares).
+pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, HeadError> {
+    let mut lines = [Line::default(); MAX_HEADERS];
+    let (len, code, minor, count) = {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut slots);
+        let len = match response.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
+                return Err(HeadError::TooLarge);
+            }
+            Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+            Err(err) => return Err(HeadError::Malformed(err)),
+        };
+        // Offsets rather than slices, so the head can be split off the buffer and
+        // its values shared instead of copied.
+        let base = buf.as_ptr() as usize;
+        let range = |part: &[u8]| {
+            let start = (part.as_ptr() as usize).wrapping_sub(base);
+            (start, start + part.len())
+        };
+        for (slot, line) in lines.iter_mut().zip(response.headers.iter()) {
+            *slot = Line {
+                name: range(line.name.as_bytes()),
+                value: range(line.value),
+            };
+        }
+        (
+            len,
+            response.code.unwrap_or(0),
+            response.version,
+            response.headers.len(),
+        )
+    };
+    if len > MAX_HEAD_BYTES {
+        return Err(HeadError::TooLarge);
+    }
+    let status =
+        StatusCode::from_u16(code).map_err(|_| HeadError::Malformed(httparse::Error::Status))?;
+    let head = buf.split_to(len).freeze();
+    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(Parsed::Interim);
+    }
+    let version = if minor == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut headers = HeaderMap::with_capacity(count);
+    for line in lines.iter().take(count) {
+        let name = head.get(line.name.0..line.name.1).unwrap_or_default();
+        let bad = || HeadError::BadHeader(String::from_utf8_lossy(name).into());
+        let name_value = HeaderName::from_bytes(name).map_err(|_| bad())?;
+        if line.value.1 > head.len() || line.value.0 > line.value.1 {
+            return Err(bad());
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(line.value.0..line.value.1))
+            .map_err(|_| bad())?;
+        headers.append(name_value, value);
+    }
+    let (framing, delimited) = framing(status, head_request, &headers)?;
+    let reusable = delimited && version == Version::HTTP_11 && !asks_to_close(&headers);
+    Ok(Parsed::Head(ResponseHead {
+        status,
+        version,
+        headers,
+        framing,
+        reusable,
+    }))
+}
+
+/// The body's framing, and whether its end is known without the connection closing.
+fn framing(
+    status: StatusCode,
+    head_request: bool,
+    headers: &HeaderMap,
+) -> Result<(Framing, bool), HeadError> {
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok((Framing::Tunnel, false));
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let length = lengths.next();
+    let coding = codings.next();
+    if lengths.next().is_some() {
+        return Err(HeadError::Framing("more than one Content-Length"));
+    }
+    if length.is_some() && coding.is_some() {
+        return Err(HeadError::Framing(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if coding.is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"chunked"))
+        || codings.next().is_some()
+    {
+        return Err(HeadError::Framing(
+            "Transfer-Encoding other than exactly `chunked`",
+        ));
+    }
+    let length = length
+        .map(|value| parse_length(value.as_bytes()))
+        .transpose()?;
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Framing::Empty, true));
+    }
+    Ok(match (length, coding) {
+        (Some(length), _) => (Framing::Length(length), true),
+        (None, Some(_)) => (Framing::Chunked, true),
+        (None, None) => (Framing::UntilClose, false),
+    })
+}
+
+fn parse_length(value: &[u8]) -> Result<u64, HeadError> {
+    let refuse = HeadError::Framing("Content-Length is not a single number");
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(refuse);
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|digits| digits.parse().ok())
+        .ok_or(refuse)
+}
+
+/// Whether a `Connection` header carries the `close` token.
+fn asks_to_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// Why a chunked body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    /// A chunk size that is not hexadecimal, or too large.
+    #[error("malformed chunk size")]
+    Size,
+    /// A chunk, size line or trailer line not ended by CRLF.
+    #[error("chunk not followed by CRLF")]
+    LineEnd,
+    /// More than 16 KiB of chunk extensions or trailers.
+    #[error("chunk extensions or trailers too large")]
+    TooMuchMeta,
+}
+
+/// What [`ChunkedDecoder::decode`] found in the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// The body has ended (the last chunk and any trailers, which are dropped).
+    End,
+    /// More input is needed.
+    More,
+}
+
+/// Decodes a chunked body incrementally, consuming from the front of a buffer.
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    /// Bytes of chunk extensions and trailers seen so far.
+    meta: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size { value: u64, digits: u8 },
+    Extension { size: u64 },
+    SizeLf { size: u64 },
+    Data { left: u64 },
+    DataCr,
+    DataLf,
+    Trailer { line: usize },
+    TrailerLf { line: usize },
+    Done,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> ChunkedDecoder {
+        ChunkedDecoder {
+            state: ChunkState::Size {
+                value: 0,
+                digits: 0,
+            },
+            meta: 0,
+        }
+    }
+}
+
+impl ChunkedDecoder {
+    /// Whether the last chunk (and trailers) has been read.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Consumes framing from the front of `buf` until body bytes, the end or the end of
+    /// the input.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, ChunkError> {
+        loop {
+            if let ChunkState::Data { left } = self.state {
+                if buf.is_empty() {
+                    return Ok(Decoded::More);
+                }
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                let left = left - take as u64;
+                self.state = if left == 0 {
+                    ChunkState::DataCr
+                } else {
+                    ChunkState::Data { left }
+                };
+                return Ok(Decoded::Data(buf.split_to(take).freeze()));
+            }
+            if self.state == ChunkState::Done {
+                return Ok(Decoded::End);
+            }
+            let Some(&byte) = buf.first() else {
+                return Ok(Decoded::More);
+            };
+            buf.advance(1);
+            self.state = self.step(byte)?;
+        }
+    }
+
+    fn step(&mut self, byte: u8) -> Result<ChunkState, ChunkError> {
+        use ChunkState::{DataCr, DataLf, Done, Extension, Size, SizeLf, Trailer, TrailerLf};
+        Ok(match (self.state, byte) {
+            (Size { value, digits }, _) if byte.is_ascii_hexdigit() => {
+                if digits >= 15 {
+                    return Err(ChunkError::Size);
+                }
+                let digit = u64::from(char::from(byte).to_digit(16).unwrap_or(0));
+                Size {
+                    value: value << 4 | digit,
+                    digits: digits + 1,
+                }
+            }
+            (Size { digits: 0, .. }, _) => return Err(ChunkError::Size),
+            (Size { value, .. }, b';') => Extension { size: value },
+            (Size { value, .. }, b'\r') => SizeLf { size: value },
+            (Size { .. }, _) => return Err(ChunkError::Size),
+            (Extension { size }, b'\r') => SizeLf { size },
+            (Extension { .. }, b'\n') => return Err(ChunkError::LineEnd),
+            (Extension { size }, _) => {
+                self.count_meta()?;
+                Extension { size }
+            }
+            (SizeLf { size: 0 }, b'\n') => Trailer { line: 0 },
+            (SizeLf { size }, b'\n') => ChunkState::Data { left: size },
+            (DataCr, b'\r') => DataLf,
+            (DataLf, b'\n') => Size {
+                value: 0,
+                digits: 0,
+            },
+            (Trailer { line }, b'\r') => TrailerLf { line },
+            (Trailer { .. }, b'\n') => return Err(ChunkError::LineEnd),
+            (Trailer { line }, _) => {
+                self.count_meta()?;
+                Trailer { line: line + 1 }
+            }
+            (TrailerLf { line: 0 }, b'\n') => Done,
+            (TrailerLf { .. }, b'\n') => Trailer { line: 0 },
+            (SizeLf { .. } | DataCr | DataLf | TrailerLf { .. }, _) => {
+                return Err(ChunkError::LineEnd);
+            }
+            (ChunkState::Data { .. } | Done, _) => self.state,
+        })
+    }
+
+    fn count_meta(&mut self) -> Result<(), ChunkError> {
+        self.meta += 1;
+        if self.meta > MAX_CHUNK_META {
+            return Err(ChunkError::TooMuchMeta);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
