@@ -25,3 +25,4 @@ mod sso;
 mod streaming;
 mod support;
 mod tls;
+mod upstream;

@@ -61,6 +61,9 @@ pub(super) struct Outgoing {
     started: bool,
     /// Whether everything has been written and flushed.
     finished: bool,
+    /// Whether sending stopped early (the upstream stopped reading, or the client's
+    /// body failed): the connection is then never kept.
+    abandoned: bool,
 }
 
 /// Why sending the request stopped.
@@ -78,6 +81,7 @@ impl Outgoing {
             framing,
             started: false,
             finished: false,
+            abandoned: false,
         }
     }
 
@@ -89,6 +93,7 @@ impl Outgoing {
         Some(Outgoing {
             queue: VecDeque::from([head]),
             finished: false,
+            abandoned: false,
             ..self
         })
     }
@@ -98,7 +103,7 @@ impl Outgoing {
     where
         W: AsyncWrite + Unpin,
     {
-        if self.finished {
+        if self.finished || self.abandoned {
             return Poll::Ready(Ok(()));
         }
         loop {
@@ -152,11 +157,14 @@ impl Outgoing {
         }
     }
 
-    /// Stops sending: the rest of the client's body is dropped.
+    /// Stops sending. A body already begun is dropped; one not yet read stays, so
+    /// [`again`](Outgoing::again) can still send the whole request elsewhere.
     fn abandon(&mut self) {
-        self.body = None;
+        if self.started {
+            self.body = None;
+        }
         self.queue.clear();
-        self.finished = true;
+        self.abandoned = true;
     }
 
     fn push_data(&mut self, data: Bytes) {
@@ -190,26 +198,37 @@ pub(super) async fn exchange(
     outgoing: &mut Outgoing,
     head_request: bool,
 ) -> Result<ResponseHead, Failed> {
-    let mut received = false;
+    let mut progress = HeadProgress::default();
     let result =
-        std::future::poll_fn(|cx| poll_head(conn, outgoing, head_request, &mut received, cx)).await;
+        std::future::poll_fn(|cx| poll_head(conn, outgoing, head_request, &mut progress, cx)).await;
     result.map_err(|mut failed| {
         failed.retryable &= !outgoing.started;
         failed
     })
 }
 
+/// What an exchange has seen while waiting for its response head.
+#[derive(Default)]
+struct HeadProgress {
+    /// Whether any byte of a response came.
+    received: bool,
+    /// Why writing the request failed, if it did: an upstream may answer early and
+    /// close (a 413 for an upload), so the response is still read.
+    write_error: Option<String>,
+}
+
 fn poll_head(
     conn: &mut Conn,
     outgoing: &mut Outgoing,
     head_request: bool,
-    received: &mut bool,
+    progress: &mut HeadProgress,
     cx: &mut Context<'_>,
 ) -> Poll<Result<ResponseHead, Failed>> {
     let fail = |reason: String, retryable: bool| Poll::Ready(Err(Failed { reason, retryable }));
     match outgoing.poll_send(&mut conn.stream, cx) {
         Poll::Ready(Err(SendError::Upstream(err))) => {
-            return fail(format!("writing the request: {err}"), !*received);
+            outgoing.abandon();
+            progress.write_error = Some(format!("writing the request: {err}"));
         }
         Poll::Ready(Err(SendError::Client(err))) => {
             return fail(format!("reading the client's body: {err}"), false);
@@ -223,13 +242,24 @@ fn poll_head(
             Ok(Parsed::Partial) => {}
             Err(err) => return fail(err.to_string(), false),
         }
+        let nothing_came = !progress.received;
         match ready!(conn.poll_fill(cx)) {
-            Ok(0) if conn.read_buf.is_empty() && !*received => {
-                return fail("connection closed before a response".into(), true);
+            Ok(0) if conn.read_buf.is_empty() && nothing_came => {
+                let reason = progress
+                    .write_error
+                    .take()
+                    .unwrap_or_else(|| "connection closed before a response".into());
+                return fail(reason, true);
             }
             Ok(0) => return fail("connection closed inside the response head".into(), false),
-            Ok(_) => *received = true,
-            Err(err) => return fail(format!("reading the response: {err}"), !*received),
+            Ok(_) => progress.received = true,
+            Err(err) => {
+                let reason = match progress.write_error.take() {
+                    Some(write) => format!("{write}; reading the response: {err}"),
+                    None => format!("reading the response: {err}"),
+                };
+                return fail(reason, nothing_came);
+            }
         }
     }
 }
@@ -331,11 +361,10 @@ enum Next {
 
 impl Live {
     /// Sends more of the request if it can. If that fails, the response may still
-    /// complete, but the connection is not kept.
+    /// complete, but the connection is not kept (`finish` sees it unfinished).
     fn keep_sending(&mut self, cx: &mut Context<'_>) {
         if let Poll::Ready(Err(_)) = self.outgoing.poll_send(&mut self.conn.stream, cx) {
             self.outgoing.abandon();
-            self.reusable = false;
         }
     }
 

@@ -1,0 +1,208 @@
+//! The upstream side against a scripted HTTP/1.1 server: every response framing, and
+//! the responses a pooled connection must not survive (ambiguous framing, bytes past
+//! the end, a malformed chunk), so one user's exchange can never leak into another's.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::{Method, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::{Gateway, Setup, empty, raw_exchange, raw_get, route, send};
+
+/// A bare upstream answering each request head with `reply(target)`, byte for byte,
+/// and counting its connections. It never reads a request body; it closes the
+/// connection after a reply that says `connection: close`.
+async fn scripted_upstream(reply: fn(&str) -> &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0_u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let target = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    let answer = reply(&target);
+                    if stream.write_all(answer.as_bytes()).await.is_err()
+                        || answer.contains("connection: close")
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn script(target: &str) -> &'static str {
+    match target {
+        "/both" => {
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+        }
+        "/two-lengths" => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+        "/extra" => {
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nhacked"
+        }
+        "/bad-chunk" => "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nokX",
+        "/chunked" => {
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n3;ext=1\r\ndef\r\n0\r\nx-trailer: t\r\n\r\n"
+        }
+        "/until-close" => "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end",
+        "/interim" => {
+            "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal"
+        }
+        "/not-modified" => "HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\n\r\n",
+        "/switch" => {
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+        }
+        "/early" => {
+            "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 7\r\nconnection: close\r\n\r\ntoo big"
+        }
+        // `/head` is asked with HEAD: the length is the GET's, and no body follows.
+        "/head" => "HTTP/1.1 200 OK\r\ncontent-length: 1024\r\n\r\n",
+        _ => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    }
+}
+
+async fn gateway_for(upstream: SocketAddr) -> Gateway {
+    Gateway::start(Setup {
+        routes: route("app", "*", "/", &format!("http://{upstream}"), ""),
+        ..Setup::default()
+    })
+    .await
+}
+
+async fn get(gateway: &Gateway, method: Method, path: &str) -> (u16, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", gateway.addr))
+        .header("host", "app.test")
+        .body(empty())
+        .unwrap();
+    let (status, _, body) = send(request).await;
+    (status.as_u16(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_framing_passes_through() {
+    let (upstream, connections) = scripted_upstream(script).await;
+    let gateway = gateway_for(upstream).await;
+    assert_eq!(
+        get(&gateway, Method::GET, "/chunked").await,
+        (200, "abcdef".into())
+    );
+    assert_eq!(
+        get(&gateway, Method::GET, "/interim").await,
+        (200, "final".into())
+    );
+    assert_eq!(
+        get(&gateway, Method::GET, "/not-modified").await,
+        (304, String::new())
+    );
+    let head = raw_exchange(
+        gateway.addr,
+        b"HEAD /head HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    assert!(head.head.contains("content-length: 1024"), "{}", head.head);
+    assert_eq!(head.body, "");
+    assert_eq!(get(&gateway, Method::GET, "/").await, (200, "ok".into()));
+    // All of the above ended where their framing said: one connection carried them.
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        get(&gateway, Method::GET, "/until-close").await,
+        (200, "until the end".into())
+    );
+    assert_eq!(get(&gateway, Method::GET, "/").await, (200, "ok".into()));
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_upstream_framing_is_a_502_and_the_connection_is_dropped() {
+    let (upstream, connections) = scripted_upstream(script).await;
+    let gateway = gateway_for(upstream).await;
+    for (n, path) in ["/both", "/two-lengths"].into_iter().enumerate() {
+        let response = raw_get(gateway.addr, "app.test", path, &[]).await;
+        assert_eq!(response.status, 502, "{path}");
+        assert!(
+            response.body.contains("upstream_unavailable"),
+            "{}",
+            response.body
+        );
+        assert_eq!(get(&gateway, Method::GET, "/").await, (200, "ok".into()));
+        // The refused response's connection was not kept: the request after it
+        // opened a new one.
+        assert_eq!(connections.load(Ordering::SeqCst), n + 2, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_past_a_response_never_reach_the_next_request() {
+    let (upstream, connections) = scripted_upstream(script).await;
+    let gateway = gateway_for(upstream).await;
+    assert_eq!(
+        get(&gateway, Method::GET, "/extra").await,
+        (200, "ok".into())
+    );
+    assert_eq!(get(&gateway, Method::GET, "/").await, (200, "ok".into()));
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunk_cuts_the_response_off_and_drops_the_connection() {
+    let (upstream, connections) = scripted_upstream(script).await;
+    let gateway = gateway_for(upstream).await;
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client
+        .write_all(b"GET /bad-chunk HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut seen)).await;
+    // The gateway closes the client's connection without ending the body, so the
+    // client cannot take the cut-off response for a whole one.
+    assert!(read.is_ok(), "the connection was left open");
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(!seen.contains("0\r\n\r\n"), "{seen:?}");
+    assert_eq!(get(&gateway, Method::GET, "/").await, (200, "ok".into()));
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unasked_protocol_switch_is_a_502() {
+    let (upstream, _) = scripted_upstream(script).await;
+    let gateway = gateway_for(upstream).await;
+    let response = raw_get(gateway.addr, "app.test", "/switch", &[]).await;
+    assert_eq!(response.status, 502);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answering_an_upload_early_is_heard() {
+    let (upstream, _) = scripted_upstream(script).await;
+    let gateway = gateway_for(upstream).await;
+    let body = "x".repeat(64 * 1024);
+    let request = format!(
+        "POST /early HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let response = raw_exchange(gateway.addr, request.as_bytes()).await;
+    assert_eq!((response.status, response.body.as_str()), (413, "too big"));
+}
