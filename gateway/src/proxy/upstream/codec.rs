@@ -8,6 +8,8 @@
 //! and a connection is kept only when its response ended exactly where its framing
 //! said. `gateway/fuzz` (`upstream_response`) feeds both parsers arbitrary bytes.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
@@ -142,74 +144,55 @@ pub enum Parsed {
     Head(ResponseHead),
 }
 
-/// Where one header line lies in the head: name and value as byte ranges.
-#[derive(Clone, Copy, Default)]
-struct Line {
-    name: (usize, usize),
-    value: (usize, usize),
-}
-
 /// Parses the response head at the start of `buf` and consumes it when it is whole;
 /// `head_request` says whether it answers a `HEAD` (whose response has no body
 /// whatever it declares).
 pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, HeadError> {
-    let mut lines = [Line::default(); MAX_HEADERS];
-    let (len, code, minor, count) = {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut slots);
-        let len = match response.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
-                return Err(HeadError::TooLarge);
-            }
-            Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
-            Err(err) => return Err(HeadError::Malformed(err)),
-        };
-        // Offsets rather than slices, so the head can be split off the buffer and
-        // its values shared instead of copied.
-        let base = buf.as_ptr() as usize;
-        let range = |part: &[u8]| {
-            let start = (part.as_ptr() as usize).wrapping_sub(base);
-            (start, start + part.len())
-        };
-        for (slot, line) in lines.iter_mut().zip(response.headers.iter()) {
-            *slot = Line {
-                name: range(line.name.as_bytes()),
-                value: range(line.value),
-            };
-        }
-        (
-            len,
-            response.code.unwrap_or(0),
-            response.version,
-            response.headers.len(),
-        )
-    };
-    if len > MAX_HEAD_BYTES {
-        return Err(HeadError::TooLarge);
+    if buf.is_empty() {
+        return Ok(Parsed::Partial);
     }
-    let status =
-        StatusCode::from_u16(code).map_err(|_| HeadError::Malformed(httparse::Error::Status))?;
-    let head = buf.split_to(len).freeze();
+    // Parsed from a frozen view so header values can share the read buffer instead
+    // of being copied; what follows the head goes back into `buf`.
+    let frozen = buf.split().freeze();
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        &frozen,
+        &mut slots,
+    );
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if frozen.len() >= MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => {
+            buf.extend_from_slice(&frozen);
+            return Ok(Parsed::Partial);
+        }
+        Err(err) => return Err(HeadError::Malformed(err)),
+    };
+    buf.extend_from_slice(frozen.get(len..).unwrap_or_default());
+    let status = StatusCode::from_u16(response.code.unwrap_or(0))
+        .map_err(|_| HeadError::Malformed(httparse::Error::Status))?;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(Parsed::Interim);
     }
-    let version = if minor == Some(0) {
+    let version = if response.version == Some(0) {
         Version::HTTP_10
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(count);
-    for line in lines.iter().take(count) {
-        let name = head.get(line.name.0..line.name.1).unwrap_or_default();
-        let bad = || HeadError::BadHeader(String::from_utf8_lossy(name).into());
-        let name_value = HeaderName::from_bytes(name).map_err(|_| bad())?;
-        if line.value.1 > head.len() || line.value.0 > line.value.1 {
-            return Err(bad());
-        }
-        let value = HeaderValue::from_maybe_shared(head.slice(line.value.0..line.value.1))
-            .map_err(|_| bad())?;
-        headers.append(name_value, value);
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    for line in response.headers.iter() {
+        let bad = || HeadError::BadHeader(String::from_utf8_lossy(line.name.as_bytes()).into());
+        let name = HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| bad())?;
+        let value =
+            HeaderValue::from_maybe_shared(frozen.slice_ref(line.value)).map_err(|_| bad())?;
+        headers.append(name, value);
     }
     let (framing, delimited) = framing(status, head_request, &headers)?;
     let reusable = delimited && version == Version::HTTP_11 && !asks_to_close(&headers);
