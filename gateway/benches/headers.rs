@@ -26,7 +26,7 @@ use portcullis_gateway::net::client_ip::{TrustedProxies, client_ip};
 use portcullis_gateway::proxy::authn::Principal;
 use portcullis_gateway::proxy::authz::{RequestFacts, authorize};
 use portcullis_gateway::proxy::headers::{
-    UpstreamChain, sanitize_request, set_forwarding, set_identity,
+    ForwardedPeer, UpstreamChain, sanitize_request, set_forwarding, set_identity,
 };
 
 /// A browser's request as it reaches the gateway.
@@ -66,6 +66,7 @@ fn header_rewrite(c: &mut Criterion) {
     let principal = Principal::new(fixture.user.to_string(), "password", false, fixture.now);
     let peer = "127.0.0.1".parse().expect("ip");
     let client = client_ip(peer, [].iter(), &TrustedProxies::new(Vec::new())).expect("client");
+    let forwarded_peer = ForwardedPeer::new(peer);
     let method = http::Method::GET;
     let facts = RequestFacts {
         method: &method,
@@ -86,7 +87,7 @@ fn header_rewrite(c: &mut Criterion) {
                 set_forwarding(
                     &mut headers,
                     UpstreamChain::default(),
-                    peer,
+                    &forwarded_peer,
                     "https",
                     "bench.test",
                 );

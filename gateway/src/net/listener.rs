@@ -73,31 +73,13 @@ async fn connection(
     let max_head = ctx.limits.max_header_bytes;
     let Some(acceptor) = tls else {
         let io = ActivityIo::new(FramingIo::new(stream, max_head, framing.clone()));
-        serve_io(
-            io,
-            ConnInfo {
-                peer,
-                tls: false,
-                framing,
-            },
-            ctx,
-        )
-        .await;
+        serve_io(io, ConnInfo::new(peer, false, framing), ctx).await;
         return;
     };
     match tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let io = ActivityIo::new(FramingIo::new(stream, max_head, framing.clone()));
-            serve_io(
-                io,
-                ConnInfo {
-                    peer,
-                    tls: true,
-                    framing,
-                },
-                ctx,
-            )
-            .await;
+            serve_io(io, ConnInfo::new(peer, true, framing), ctx).await;
         }
         Ok(Err(err)) => tracing::debug!(client.addr = %peer, error = %err, "TLS handshake failed"),
         Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),

@@ -8,8 +8,8 @@
 //! gateway's own forwarding headers set. A `Connection` token can therefore neither
 //! remove a header the gateway sets nor smuggle one past the filter.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -212,45 +212,78 @@ impl UpstreamChain {
     }
 }
 
+/// A client address as the forwarding headers write it, formatted once per
+/// connection rather than once per request.
+#[derive(Debug, Clone)]
+pub struct ForwardedPeer {
+    /// The address, as an `X-Forwarded-For` element.
+    address: HeaderValue,
+    /// The address as a `Forwarded` node: `for=192.0.2.1` or `for="[2001:db8::1]"`
+    /// (shared: a connection's requests each clone it).
+    node: Arc<str>,
+}
+
+impl ForwardedPeer {
+    /// The forwarding texts for `peer` (an IPv4-mapped IPv6 address is written as IPv4).
+    pub fn new(peer: IpAddr) -> ForwardedPeer {
+        let peer = peer.to_canonical();
+        let text = peer.to_string();
+        let node = if peer.is_ipv4() {
+            format!("for={text}")
+        } else {
+            format!("for=\"[{text}]\"")
+        };
+        ForwardedPeer {
+            address: HeaderValue::from_maybe_shared(Bytes::from(text))
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            node: node.into(),
+        }
+    }
+}
+
 /// Sets `X-Forwarded-For/Proto/Host` and `Forwarded` after sanitising: `peer` is
 /// appended to the chain a trusted proxy sent (`chain`), or starts a new chain.
 pub fn set_forwarding(
     headers: &mut HeaderMap,
     chain: UpstreamChain,
-    peer: IpAddr,
+    peer: &ForwardedPeer,
     proto: &'static str,
     host: &str,
 ) {
-    let peer = peer.to_canonical();
     // Each value is written once into its own buffer and handed to the header map
-    // without another copy.
-    let after = |earlier: Option<String>| match earlier {
+    // without another copy; without a chain, the connection's address is shared.
+    match chain.forwarded_for {
+        Some(mut earlier) => {
+            earlier.push_str(", ");
+            earlier.push_str(peer.address.to_str().unwrap_or_default());
+            insert_owned(headers, X_FORWARDED_FOR, earlier);
+        }
+        None => {
+            headers.insert(X_FORWARDED_FOR, peer.address.clone());
+        }
+    }
+    let mut forwarded = match chain.forwarded {
         Some(mut earlier) => {
             earlier.push_str(", ");
             earlier
         }
-        None => String::with_capacity(64),
+        None => String::with_capacity(peer.node.len() + host.len() + 24),
     };
-    let address = peer.to_string();
-    let mut forwarded_for = after(chain.forwarded_for);
-    forwarded_for.push_str(&address);
-    let mut forwarded = after(chain.forwarded);
-    if peer.is_ipv4() {
-        forwarded.push_str("for=");
-        forwarded.push_str(&address);
-    } else {
-        let _ = write!(forwarded, "for=\"[{address}]\"");
-    }
+    forwarded.push_str(&peer.node);
     forwarded.push_str(";host=\"");
     forwarded.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
-    let _ = write!(forwarded, "\";proto={proto}");
-    insert_owned(headers, X_FORWARDED_FOR, forwarded_for);
+    forwarded.push_str("\";proto=");
+    forwarded.push_str(proto);
     insert_owned(headers, header::FORWARDED, forwarded);
     match chain.proto {
         Some(value) => headers.insert(X_FORWARDED_PROTO, value),
         None => headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto)),
     };
-    match chain.host {
+    let client_host = headers
+        .get(header::HOST)
+        .filter(|value| value.as_bytes() == host.as_bytes())
+        .cloned();
+    match chain.host.or(client_host) {
         Some(value) => {
             headers.insert(X_FORWARDED_HOST, value);
         }
@@ -276,7 +309,7 @@ fn insert_owned(headers: &mut HeaderMap, name: HeaderName, value: String) {
 mod tests {
     use http::{HeaderMap, HeaderName, HeaderValue};
 
-    use super::{UpstreamChain, is_reserved, sanitize_request, set_forwarding};
+    use super::{ForwardedPeer, UpstreamChain, is_reserved, sanitize_request, set_forwarding};
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -380,9 +413,11 @@ mod tests {
         set_forwarding(
             &mut map,
             UpstreamChain::default(),
-            "192.0.2.1"
-                .parse()
-                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            &ForwardedPeer::new(
+                "192.0.2.1"
+                    .parse()
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            ),
             "https",
             "app.example",
         );
@@ -407,7 +442,13 @@ mod tests {
         let peer = "2001:db8::2"
             .parse()
             .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-        set_forwarding(&mut map, chain, peer, "http", "app.example");
+        set_forwarding(
+            &mut map,
+            chain,
+            &ForwardedPeer::new(peer),
+            "http",
+            "app.example",
+        );
         assert_eq!(map["x-forwarded-for"], "198.51.100.7, 2001:db8::2");
         assert_eq!(
             map["forwarded"],

@@ -174,7 +174,8 @@ impl Upstream {
                 }
             }
         }
-        let mut conn = self.pool.connect().await?;
+        // Boxed: connecting (a DNS lookup, TLS) is rare and its future is large.
+        let mut conn = Box::pin(self.pool.connect()).await?;
         match exchange(&mut conn, &mut outgoing, head_request).await {
             Ok(response_head) => Ok(response(response_head, conn, outgoing, &self.pool)),
             Err(failed) => Err(failed.reason),
