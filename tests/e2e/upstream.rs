@@ -15,7 +15,9 @@ use crate::support::{Gateway, Setup, empty, raw_exchange, raw_get, route, send};
 
 /// A bare upstream answering each request head with `reply(target)`, byte for byte,
 /// and counting its connections. It never reads a request body; it closes the
-/// connection after a reply that says `connection: close`.
+/// connection after a reply that says `connection: close`; asked for `/once` a second
+/// time on one connection, it closes it without an answer (as a server whose
+/// keep-alive timeout ran out as the request arrived does).
 async fn scripted_upstream(reply: fn(&str) -> &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -26,6 +28,7 @@ async fn scripted_upstream(reply: fn(&str) -> &'static str) -> (SocketAddr, Arc<
             counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = Vec::new();
+                let mut answered = 0;
                 let mut chunk = [0_u8; 4096];
                 loop {
                     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -38,6 +41,10 @@ async fn scripted_upstream(reply: fn(&str) -> &'static str) -> (SocketAddr, Arc<
                     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                     buf.drain(..end + 4);
                     let target = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    if target == "/once" && answered > 0 {
+                        return;
+                    }
+                    answered += 1;
                     let answer = reply(&target);
                     if stream.write_all(answer.as_bytes()).await.is_err()
                         || answer.contains("connection: close")
@@ -205,4 +212,29 @@ async fn an_upstream_answering_an_upload_early_is_heard() {
     );
     let response = raw_exchange(gateway.addr, request.as_bytes()).await;
     assert_eq!((response.status, response.body.as_str()), (413, "too big"));
+}
+
+/// A kept connection the upstream closes as the next request arrives: a GET goes
+/// once more on a new connection and succeeds; a POST is never sent twice, so the
+/// client gets a 502 (the upstream may have acted on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_idempotent_requests_are_retried_on_a_fresh_connection() {
+    let (upstream, connections) = scripted_upstream(script).await;
+    let gateway = gateway_for(upstream).await;
+    assert_eq!(
+        get(&gateway, Method::GET, "/once").await,
+        (200, "ok".into())
+    );
+    assert_eq!(
+        get(&gateway, Method::GET, "/once").await,
+        (200, "ok".into())
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    let (status, _) = get(&gateway, Method::POST, "/once").await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "the POST was not sent again"
+    );
 }

@@ -57,7 +57,8 @@ pub(super) struct Outgoing {
     queue: VecDeque<Bytes>,
     body: Option<Incoming>,
     framing: RequestFraming,
-    /// Whether any of the client's body has been read (it cannot be sent twice).
+    /// Whether any of the client's body has been read (it cannot be sent twice; an
+    /// empty body's end can be read again).
     started: bool,
     /// Whether everything has been written and flushed.
     finished: bool,
@@ -136,9 +137,9 @@ impl Outgoing {
                 }
                 Poll::Ready(frame) => frame,
             };
-            self.started = true;
             match frame {
                 Some(Ok(frame)) => {
+                    self.started = true;
                     // Trailers are not forwarded: HTTP/1.1 clients rarely accept them.
                     if let Ok(data) = frame.into_data()
                         && !data.is_empty()
@@ -146,7 +147,10 @@ impl Outgoing {
                         self.push_data(data);
                     }
                 }
-                Some(Err(err)) => return Poll::Ready(Err(SendError::Client(err))),
+                Some(Err(err)) => {
+                    self.started = true;
+                    return Poll::Ready(Err(SendError::Client(err)));
+                }
                 None => {
                     self.body = None;
                     if self.framing == RequestFraming::Chunked {
