@@ -1,7 +1,9 @@
 //! Canonical paths, hosts, framing and limits, seen from both ends: what the client
 //! gets back and what (if anything) reached the upstream.
 
-use crate::support::{EchoUpstream, Gateway, Setup, free_port, raw_exchange, raw_get, route};
+use crate::support::{
+    EchoUpstream, Gateway, Setup, free_port, raw_exchange, raw_get, route, scripted_upstream,
+};
 
 async fn gateway_with_admin(upstream: &EchoUpstream) -> Gateway {
     let routes = format!(
@@ -251,52 +253,13 @@ async fn upstream_failures_are_502_and_504() {
     assert!(response.body.contains("upstream_timeout"));
 }
 
-/// A bare HTTP/1.1 upstream that counts its connections and answers `ok` to each
-/// request; with `close_after_each`, it closes the connection after every response
-/// without saying so (as a server whose keep-alive timeout ran out does).
-async fn counting_upstream(
-    close_after_each: bool,
-) -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0_u8; 1];
-                while stream.read(&mut byte).await.is_ok_and(|n| n == 1) {
-                    head.push(byte[0]);
-                    if !head.ends_with(b"\r\n\r\n") {
-                        continue;
-                    }
-                    head.clear();
-                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    if stream.write_all(reply).await.is_err() || close_after_each {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, accepted)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused_and_closed_ones_replaced() {
     use std::sync::atomic::Ordering;
 
-    let (keeping, kept) = counting_upstream(false).await;
-    let (closing, closed) = counting_upstream(true).await;
+    let ok = |_: &str| "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let (keeping, kept) = scripted_upstream(ok).await;
+    let (closing, closed) = scripted_upstream(ok).await;
     let routes = format!(
         "{}{}",
         route("keeps", "*", "/keeps", &format!("http://{keeping}"), ""),

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -134,6 +134,53 @@ impl EchoUpstream {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// A bare upstream answering each request head with `reply(target)`, byte for byte,
+/// and counting its connections. It never reads a request body; it closes the
+/// connection after a reply that says `connection: close`, and without saying so
+/// after answering a target under `/closes` (as a server whose keep-alive timeout ran
+/// out does); asked for `/once` a second time on one connection, it closes it without
+/// an answer (as if that timeout ran out as the request arrived).
+pub async fn scripted_upstream(reply: fn(&str) -> &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered = 0;
+                let mut chunk = [0_u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let target = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    if target == "/once" && answered > 0 {
+                        return;
+                    }
+                    answered += 1;
+                    let answer = reply(&target);
+                    if stream.write_all(answer.as_bytes()).await.is_err()
+                        || answer.contains("connection: close")
+                        || target.starts_with("/closes")
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
 }
 
 async fn upstream_respond(

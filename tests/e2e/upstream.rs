@@ -3,60 +3,16 @@
 //! the end, a malformed chunk), so one user's exchange can never leak into another's.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::{Method, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::support::{Gateway, Setup, empty, raw_exchange, raw_get, route, send};
-
-/// A bare upstream answering each request head with `reply(target)`, byte for byte,
-/// and counting its connections. It never reads a request body; it closes the
-/// connection after a reply that says `connection: close`; asked for `/once` a second
-/// time on one connection, it closes it without an answer (as a server whose
-/// keep-alive timeout ran out as the request arrived does).
-async fn scripted_upstream(reply: fn(&str) -> &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut answered = 0;
-                let mut chunk = [0_u8; 4096];
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                    buf.drain(..end + 4);
-                    let target = head.split(' ').nth(1).unwrap_or("").to_owned();
-                    if target == "/once" && answered > 0 {
-                        return;
-                    }
-                    answered += 1;
-                    let answer = reply(&target);
-                    if stream.write_all(answer.as_bytes()).await.is_err()
-                        || answer.contains("connection: close")
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, accepted)
-}
+use crate::support::{
+    Gateway, Setup, empty, raw_exchange, raw_get, route, scripted_upstream, send,
+};
 
 fn script(target: &str) -> &'static str {
     match target {
