@@ -91,12 +91,12 @@ fn header_rewrite(c: &mut Criterion) {
                     "https",
                     "bench.test",
                 );
-                let assertion = fixture.runtime.block_on(assertions.for_request(
+                let identity = fixture.runtime.block_on(assertions.for_request(
                     authorized.principal(),
                     "app",
                     fixture.now,
                 ));
-                set_identity(&mut headers, &authorized, assertion.as_ref());
+                set_identity(&mut headers, &authorized, &identity);
                 headers
             },
             BatchSize::SmallInput,

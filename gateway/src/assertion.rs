@@ -3,8 +3,10 @@
 //! with the public key at `/.portcullis/jwks.json`. An assertion is reused for the same
 //! principal and route while it has at least half its life left, so a warm request does
 //! not sign; it is kept as a ready header value, so a warm request does not copy it
-//! either.
+//! either. The plain identity headers' values ([`UpstreamIdentity`]) are prepared with
+//! it and reused the same way.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -21,10 +23,49 @@ pub const ISSUER: &str = "portcullis";
 /// How long an assertion is valid.
 const LIFETIME: Duration = Duration::from_secs(60);
 
+/// What an upstream is told about a principal on a route, as ready header values:
+/// the signed assertion and the plain identity headers, prepared together when the
+/// assertion is issued and shared (not copied) by every request that reuses it.
+#[derive(Debug)]
+pub struct UpstreamIdentity {
+    user: Option<HeaderValue>,
+    email: Option<HeaderValue>,
+    auth_method: Option<HeaderValue>,
+    workspace: Option<HeaderValue>,
+    assertion: Option<HeaderValue>,
+}
+
+impl UpstreamIdentity {
+    /// `X-Portcullis-User`; `None` if the user id is not a valid header value.
+    pub fn user(&self) -> Option<&HeaderValue> {
+        self.user.as_ref()
+    }
+
+    /// `X-Portcullis-Email`, when the email is known.
+    pub fn email(&self) -> Option<&HeaderValue> {
+        self.email.as_ref()
+    }
+
+    /// `X-Portcullis-Auth-Method`.
+    pub fn auth_method(&self) -> Option<&HeaderValue> {
+        self.auth_method.as_ref()
+    }
+
+    /// `X-Portcullis-Workspace`, for a principal from the store.
+    pub fn workspace(&self) -> Option<&HeaderValue> {
+        self.workspace.as_ref()
+    }
+
+    /// `X-Portcullis-Assertion`; `None` only if the token is not a valid header value.
+    pub fn assertion(&self) -> Option<&HeaderValue> {
+        self.assertion.as_ref()
+    }
+}
+
 /// Issues and caches assertions; publishes the key set.
 pub struct Assertions {
     key: SigningKey,
-    cache: Cache<String, Option<HeaderValue>>,
+    cache: Cache<String, Arc<UpstreamIdentity>>,
     jwks: String,
 }
 
@@ -58,18 +99,24 @@ impl Assertions {
         &self.jwks
     }
 
-    /// The assertion for `principal` on route `route` as an
-    /// `X-Portcullis-Assertion` value, issued at `now` or reused. `None` only if the
-    /// token is not a valid header value (a user id with control characters).
+    /// What the upstream of route `route` is told about `principal`: the assertion,
+    /// issued at `now` or reused, and the identity header values that go with it.
     pub async fn for_request(
         &self,
         principal: &Principal,
         route: &str,
         now: SystemTime,
-    ) -> Option<HeaderValue> {
-        // Built by hand: `format!` costs more than the rest of a cache hit.
+    ) -> Arc<UpstreamIdentity> {
+        // Built by hand: `format!` costs more than the rest of a cache hit. Every
+        // principal field an identity header or the assertion shows is in the key but
+        // the email, which a sign-in refresh changes within the assertion's reuse.
         let (user, method) = (principal.user_id(), principal.auth_method());
-        let mut key = String::with_capacity(user.len() + method.len() + route.len() + 9);
+        let workspace = principal
+            .stored()
+            .map(|(_, workspace)| workspace.to_text())
+            .unwrap_or_default();
+        let mut key =
+            String::with_capacity(user.len() + method.len() + workspace.len() + route.len() + 10);
         for part in [
             user,
             "|",
@@ -77,13 +124,25 @@ impl Assertions {
             "|",
             bool_text(principal.mfa()),
             "|",
+            &workspace,
+            "|",
             route,
         ] {
             key.push_str(part);
         }
         self.cache
             .get_with(key, async {
-                HeaderValue::from_maybe_shared(Bytes::from(self.sign(principal, route, now))).ok()
+                let text = |value: &str| HeaderValue::from_str(value).ok();
+                Arc::new(UpstreamIdentity {
+                    user: text(principal.user_id()),
+                    email: principal.email().and_then(text),
+                    auth_method: text(principal.auth_method()),
+                    workspace: (!workspace.is_empty()).then(|| text(&workspace)).flatten(),
+                    assertion: HeaderValue::from_maybe_shared(Bytes::from(
+                        self.sign(principal, route, now),
+                    ))
+                    .ok(),
+                })
             })
             .await
     }
@@ -143,7 +202,8 @@ mod tests {
         let assertions = Assertions::new(key);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let olga = Principal::new("olga".into(), "password", true, now);
-        let token = assertions.for_request(&olga, "wiki", now).await.unwrap();
+        let identity = assertions.for_request(&olga, "wiki", now).await;
+        let token = identity.assertion().unwrap().clone();
         let parts: Vec<&str> = token.to_str().unwrap().split('.').collect();
         assert_eq!(parts.len(), 3);
         let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
@@ -163,14 +223,13 @@ mod tests {
         );
         assert_eq!(claims["mfa"], true);
         // Reused for the same principal and route; never shared across routes.
-        assert_eq!(
-            assertions.for_request(&olga, "wiki", now).await.unwrap(),
-            token
-        );
-        assert_ne!(
-            assertions.for_request(&olga, "billing", now).await.unwrap(),
-            token
-        );
+        let again = assertions.for_request(&olga, "wiki", now).await;
+        assert_eq!(again.assertion(), Some(&token));
+        assert_eq!(again.user().unwrap(), "olga");
+        assert_eq!(again.auth_method().unwrap(), "password");
+        assert_eq!(again.workspace(), None);
+        let billing = assertions.for_request(&olga, "billing", now).await;
+        assert_ne!(billing.assertion(), Some(&token));
         let jwks: serde_json::Value = serde_json::from_str(assertions.jwks()).unwrap();
         assert_eq!(jwks["keys"][0]["x"], URL_SAFE_NO_PAD.encode(&public));
     }

@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::authz::Authorized;
 use crate::api_token;
+use crate::assertion::UpstreamIdentity;
 
 /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -155,32 +156,28 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Sets the identity headers for an authorized request and removes the gateway's own
-/// credential: the upstream learns who, never the token that proved it.
-pub fn set_identity(
-    headers: &mut HeaderMap,
-    authorized: &Authorized,
-    assertion: Option<&HeaderValue>,
-) {
+/// credential: the upstream learns who, never the token that proved it. The values
+/// come ready from `identity` (prepared once per principal and route); only the
+/// roles, which the decision gave, are written here.
+pub fn set_identity(headers: &mut HeaderMap, authorized: &Authorized, identity: &UpstreamIdentity) {
     if headers
         .get(header::AUTHORIZATION)
         .is_some_and(|value| api_token::is_portcullis_bearer(value.as_bytes()))
     {
         headers.remove(header::AUTHORIZATION);
     }
-    let principal = authorized.principal();
-    insert_text(headers, X_PORTCULLIS_USER, principal.user_id());
-    if let Some(email) = principal.email() {
-        insert_text(headers, X_PORTCULLIS_EMAIL, email);
-    }
-    insert_text(headers, X_PORTCULLIS_AUTH_METHOD, principal.auth_method());
+    headers.reserve(6);
+    let mut set = |name: HeaderName, value: Option<&HeaderValue>| {
+        if let Some(value) = value {
+            headers.insert(name, value.clone());
+        }
+    };
+    set(X_PORTCULLIS_USER, identity.user());
+    set(X_PORTCULLIS_EMAIL, identity.email());
+    set(X_PORTCULLIS_AUTH_METHOD, identity.auth_method());
+    set(X_PORTCULLIS_WORKSPACE, identity.workspace());
+    set(X_PORTCULLIS_ASSERTION, identity.assertion());
     insert_owned(headers, X_PORTCULLIS_ROLES, authorized.roles().join(","));
-    if let Some((_, workspace)) = principal.stored() {
-        insert_owned(headers, X_PORTCULLIS_WORKSPACE, workspace.to_string());
-    }
-    // Shared with every other request that reuses this assertion: no copy.
-    if let Some(assertion) = assertion {
-        headers.insert(X_PORTCULLIS_ASSERTION, assertion.clone());
-    }
 }
 
 /// What a trusted proxy in front of us already said, captured before sanitising.

@@ -322,11 +322,11 @@ async fn proxy<'g>(
     let proto = if conn.tls { "https" } else { "http" };
     set_forwarding(&mut parts.headers, chain, &conn.forwarded, proto, &host.raw);
     if let Some(authorized) = &authorized {
-        let assertion = gateway
+        let identity = gateway
             .assertions
             .for_request(authorized.principal(), &route.id, clock::system_now())
             .await;
-        set_identity(&mut parts.headers, authorized, assertion.as_ref());
+        set_identity(&mut parts.headers, authorized, &identity);
     }
     forwarded_host(&mut parts.headers, route, &host.raw)?;
     if let Ok(id) = HeaderValue::from_str(meta.request_id) {

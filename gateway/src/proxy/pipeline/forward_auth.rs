@@ -134,11 +134,11 @@ pub(super) async fn check(
         }
         Err(reject) => return Err(reject),
     };
-    let assertion = gateway
+    let identity = gateway
         .assertions
         .for_request(authorized.principal(), &route.id, clock::system_now())
         .await;
-    set_identity(response.headers_mut(), &authorized, assertion.as_ref());
+    set_identity(response.headers_mut(), &authorized, &identity);
     Ok(response)
 }
 
