@@ -166,7 +166,6 @@ pub fn set_identity(headers: &mut HeaderMap, authorized: &Authorized, identity: 
     {
         headers.remove(header::AUTHORIZATION);
     }
-    headers.reserve(6);
     let mut set = |name: HeaderName, value: Option<&HeaderValue>| {
         if let Some(value) = value {
             headers.insert(name, value.clone());
