@@ -118,9 +118,9 @@ impl Upstream {
     }
 
     /// Sends the request (already sanitised) to `path` and the client's raw query
-    /// (from `parts.uri`), and waits for the response head, bounded by the route's response timeout
-    /// (connecting included). Bodies stream. A request without a `Host` gets the
-    /// upstream's.
+    /// (from `parts.uri`), and waits for the response head, bounded by the route's
+    /// response timeout (connecting included). Bodies stream. A request without a
+    /// `Host` gets the upstream's.
     pub async fn send(
         &self,
         mut parts: Parts,

@@ -46,8 +46,9 @@ pub enum BodyError {
 /// Why an exchange failed before a response head arrived.
 pub(super) struct Failed {
     pub(super) reason: String,
-    /// Nothing came back and no request body was consumed: an idempotent request may
-    /// go again on a fresh connection (the kept one was closed by the upstream).
+    /// Nothing came back: the kept connection was closed by the upstream, so an
+    /// idempotent request may go again on a fresh one, if its body was not read
+    /// ([`Outgoing::again`] decides that).
     pub(super) retryable: bool,
 }
 
@@ -140,7 +141,8 @@ impl Outgoing {
             match frame {
                 Some(Ok(frame)) => {
                     self.started = true;
-                    // Trailers are not forwarded: HTTP/1.1 clients rarely accept them.
+                    // Request trailers are not forwarded (README): an HTTP/1.1 upstream
+                    // that wants them says so in `TE`, a hop-by-hop header.
                     if let Ok(data) = frame.into_data()
                         && !data.is_empty()
                     {
@@ -203,12 +205,7 @@ pub(super) async fn exchange(
     head_request: bool,
 ) -> Result<ResponseHead, Failed> {
     let mut progress = HeadProgress::default();
-    let result =
-        std::future::poll_fn(|cx| poll_head(conn, outgoing, head_request, &mut progress, cx)).await;
-    result.map_err(|mut failed| {
-        failed.retryable &= !outgoing.started;
-        failed
-    })
+    std::future::poll_fn(|cx| poll_head(conn, outgoing, head_request, &mut progress, cx)).await
 }
 
 /// What an exchange has seen while waiting for its response head.
