@@ -14,6 +14,7 @@
 mod access;
 mod accounts;
 mod cli;
+mod connections;
 mod email_code;
 mod forward_auth;
 mod hygiene;

@@ -25,7 +25,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use moka::future::Cache;
 use time::OffsetDateTime;
 
@@ -33,7 +32,7 @@ use crate::config::LoginConfig;
 use crate::crypto::SecretBox;
 use crate::crypto::random::{is_lower_hex, random_hex256};
 use crate::net::client_ip::ClientIp;
-use crate::proxy::Body;
+use crate::proxy::{Body, RequestBody};
 use crate::session::{self, Sessions, Timeouts};
 use crate::store::{AuthMethod, Store};
 use password::{PasswordHasher, Verified};
@@ -208,7 +207,7 @@ impl Login {
     pub async fn handle(
         &self,
         path: &str,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         origin: &Origin,
     ) -> Response<Body> {
         if let Some(rest) = path.strip_prefix(sso::SSO_PREFIX) {
@@ -526,7 +525,7 @@ impl Form {
     }
 }
 
-async fn read_form(request: Request<Incoming>) -> Result<Form, Box<Response<Body>>> {
+async fn read_form(request: Request<RequestBody>) -> Result<Form, Box<Response<Body>>> {
     let is_form = request
         .headers()
         .get(header::CONTENT_TYPE)

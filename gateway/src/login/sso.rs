@@ -20,14 +20,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use moka::future::Cache;
 use time::OffsetDateTime;
 
 use super::{Login, Origin, pages, redirect_with_cookie};
 use crate::config::sso::{SsoConfig, SsoProtocol, SsoProvider};
 use crate::crypto::random::{is_lower_hex, random_hex256};
-use crate::proxy::Body;
+use crate::proxy::{Body, RequestBody};
 use crate::session::cookie_values;
 use crate::sso::ExternalIdentity;
 use crate::sso::oidc::{self, CallbackParams, OidcProvider, OidcSettings, PendingOidc};
@@ -294,7 +293,7 @@ impl Login {
     pub(super) async fn sso_handle(
         &self,
         rest: &str,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         origin: &Origin,
     ) -> Response<Body> {
         let Some(sso) = &self.sso else {

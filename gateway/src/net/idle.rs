@@ -47,6 +47,17 @@ impl<T> ActivityIo<T> {
         ActivityIo { inner, activity }
     }
 
+    /// Wraps `inner`, counting into an existing `activity` (the same connection,
+    /// wrapped anew).
+    pub fn resume(inner: T, activity: Activity) -> ActivityIo<T> {
+        ActivityIo { inner, activity }
+    }
+
+    /// The wrapped object.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+
     /// A handle to this connection's activity stamp.
     pub fn activity(&self) -> Activity {
         self.activity.clone()

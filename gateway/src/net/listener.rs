@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,8 +23,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::framing::{FramingFlag, FramingIo};
+use super::http1;
 use super::idle::{ActivityIo, until_idle};
 use crate::config::Limits;
+use crate::proxy::RequestBody;
 use crate::proxy::pipeline::{ConnInfo, Gateway, handle};
 
 /// What every connection task of one listener shares.
@@ -70,23 +73,77 @@ async fn connection(
         tracing::debug!(error = %err, "set_nodelay failed");
     }
     let framing = FramingFlag::default();
-    let max_head = ctx.limits.max_header_bytes;
     let Some(acceptor) = tls else {
-        let io = ActivityIo::new(FramingIo::new(stream, max_head, framing.clone()));
-        serve_io(io, ConnInfo::new(peer, false, framing), ctx).await;
+        serve_connection(stream, ConnInfo::new(peer, false, framing), false, ctx).await;
         return;
     };
     match tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
-            let io = ActivityIo::new(FramingIo::new(stream, max_head, framing.clone()));
-            serve_io(io, ConnInfo::new(peer, true, framing), ctx).await;
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            serve_connection(stream, ConnInfo::new(peer, true, framing), h2, ctx).await;
         }
         Ok(Err(err)) => tracing::debug!(client.addr = %peer, error = %err, "TLS handshake failed"),
         Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),
     }
 }
 
-async fn serve_io<I>(io: ActivityIo<I>, conn: ConnInfo, mut ctx: ListenerCtx)
+/// Serves one connection: HTTP/1.1 requests without a body by the gateway's own
+/// server ([`http1`]), the rest of the connection by hyper once a request needs it
+/// (and all of it for HTTP/2 negotiated by ALPN).
+async fn serve_connection<S>(stream: S, conn: ConnInfo, h2: bool, mut ctx: ListenerCtx)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut io = ActivityIo::new(stream);
+    let activity = io.activity();
+    let mut buf = BytesMut::new();
+    let mut closing = false;
+    if !h2 {
+        let state = http1::ConnState::default();
+        let next = {
+            let served = http1::serve(&mut io, &mut buf, &ctx.gateway, &conn, &ctx.limits, &state);
+            tokio::pin!(served);
+            let mut hard_stop: Option<Pin<Box<tokio::time::Sleep>>> = None;
+            loop {
+                tokio::select! {
+                    next = served.as_mut() => break next,
+                    _ = ctx.shutdown.changed(), if !closing => {
+                        if state.is_between_requests() {
+                            return;
+                        }
+                        state.close_after_response();
+                        closing = true;
+                    }
+                    () = until_idle(&activity, ctx.limits.idle_timeout), if hard_stop.is_none() => {
+                        if state.is_between_requests() {
+                            tracing::debug!(client.addr = %conn.peer, "idle connection closed");
+                            return;
+                        }
+                        state.close_after_response();
+                        closing = true;
+                        hard_stop = Some(Box::pin(tokio::time::sleep(ctx.limits.idle_timeout)));
+                    }
+                    () = async { match hard_stop.as_mut() { Some(sleep) => sleep.await, None => pending().await } } => {
+                        tracing::debug!(client.addr = %conn.peer, "idle connection closed");
+                        return;
+                    }
+                }
+            }
+        };
+        if next == http1::Next::Close {
+            return;
+        }
+    }
+    let max_head = ctx.limits.max_header_bytes;
+    let replay = http1::Replay::new(buf.freeze(), io.into_inner());
+    let io = ActivityIo::resume(
+        FramingIo::new(replay, max_head, conn.framing.clone()),
+        activity,
+    );
+    serve_io(io, conn, closing, ctx).await;
+}
+
+async fn serve_io<I>(io: ActivityIo<I>, conn: ConnInfo, mut closing: bool, mut ctx: ListenerCtx)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -96,12 +153,17 @@ where
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let gateway = Arc::clone(&gateway);
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handle(gateway, conn, request).await) }
+        async move {
+            let request = request.map(RequestBody::Hyper);
+            Ok::<_, Infallible>(handle(&gateway, &conn, request).await)
+        }
     });
     let builder = http_builder(&ctx.limits);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let mut closing = false;
+    if closing {
+        connection.as_mut().graceful_shutdown();
+    }
     let mut hard_stop: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {

@@ -3,6 +3,7 @@
 
 pub mod client_ip;
 pub mod framing;
+pub mod http1;
 pub mod idle;
 pub mod listener;
 pub mod tls;

@@ -15,7 +15,6 @@ use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header,
 };
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use portcullis_policy::Environment;
 
@@ -30,7 +29,7 @@ use super::path::{CanonicalPath, PathError};
 use super::reject::{Reject, RequestMeta, error_response, wants_html};
 use super::route::{Route, RouteTable, request_host};
 use super::upstream::{Tunnel, UpstreamError};
-use super::{Body, full};
+use super::{Body, RequestBody, full};
 use crate::assertion::Assertions;
 use crate::authz::ActivePolicy;
 use crate::authz::bindings::StoreBindings;
@@ -175,7 +174,7 @@ impl Gateway {
 
 /// How many headers the gateway may add to a forwarded request: four forwarding
 /// headers, the request id, six identity headers and `Host`.
-const HEADERS_ADDED: usize = 12;
+pub(crate) const HEADERS_ADDED: usize = 12;
 
 /// The header that tells the upstream the request id.
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-portcullis-request-id");
@@ -203,9 +202,9 @@ impl RequestId {
 
 /// Serves one request from a client connection.
 pub async fn handle(
-    gateway: Arc<Gateway>,
-    conn: ConnInfo,
-    request: Request<Incoming>,
+    gateway: &Gateway,
+    conn: &ConnInfo,
+    request: Request<RequestBody>,
 ) -> Response<Body> {
     let started = clock::monotonic_now();
     let request_id = RequestId::random();
@@ -215,7 +214,7 @@ pub async fn handle(
         version: request.version(),
     };
     let mut route = None;
-    let result = proxy(&gateway, &conn, &meta, request, &mut route).await;
+    let result = proxy(gateway, conn, &meta, request, &mut route).await;
     let (response, outcome) = match result {
         Ok(response) => (response, metrics::PROXIED),
         Err(reject) => {
@@ -234,7 +233,7 @@ async fn proxy<'g>(
     gateway: &'g Gateway,
     conn: &ConnInfo,
     meta: &RequestMeta<'_>,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
     route_found: &mut Option<&'g Route>,
 ) -> Result<Response<Body>, Reject> {
     if conn.framing.is_ambiguous() {
@@ -439,7 +438,7 @@ pub(super) async fn check_access(
 fn sign_in_instead(
     gateway: &Gateway,
     reject: Reject,
-    request: &Request<Incoming>,
+    request: &Request<RequestBody>,
     meta: &RequestMeta<'_>,
 ) -> Reject {
     let browser_read = meta.wants_html && matches!(*request.method(), Method::GET | Method::HEAD);
@@ -550,7 +549,7 @@ fn forwarded_host(headers: &mut HeaderMap, route: &Route, raw_host: &str) -> Res
     Ok(())
 }
 
-fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {
+fn is_websocket_upgrade(request: &Request<RequestBody>) -> bool {
     let headers = request.headers();
     request.version() == Version::HTTP_11
         && request.method() == Method::GET

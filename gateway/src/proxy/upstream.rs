@@ -15,7 +15,6 @@ use std::time::Duration;
 use http::request::Parts;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Method, Response, header};
-use hyper::body::Incoming;
 use hyper_rustls::ConfigBuilderExt;
 use rustls::RootCertStore;
 use rustls::version::{TLS12, TLS13};
@@ -26,6 +25,7 @@ use self::conn::Connector;
 pub use self::exchange::{BodyError, Tunnel, UpstreamBody};
 use self::exchange::{Outgoing, exchange, is_idempotent, request_framing, response};
 use self::pool::Pool;
+use super::RequestBody;
 use super::path::CanonicalPath;
 use super::reject::Reject;
 use crate::config::RouteConfig;
@@ -124,7 +124,7 @@ impl Upstream {
     pub async fn send(
         &self,
         mut parts: Parts,
-        body: Incoming,
+        body: RequestBody,
         path: &CanonicalPath,
     ) -> Result<Response<UpstreamBody>, Reject> {
         if !parts.headers.contains_key(header::HOST) {

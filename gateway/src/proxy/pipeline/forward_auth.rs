@@ -18,7 +18,6 @@
 //! redirect by default.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 
 use super::{
     ConnInfo, Gateway, Reject, RequestMeta, check_access, client_ip, clock, full, request_host,
@@ -26,8 +25,8 @@ use super::{
 };
 use crate::config::Access;
 use crate::login::LOGIN_PATH;
-use crate::proxy::Body;
 use crate::proxy::path::{CanonicalPath, PathError};
+use crate::proxy::{Body, RequestBody};
 
 /// The endpoint's path.
 pub const FORWARD_AUTH_PATH: &str = "/.portcullis/auth";
@@ -60,7 +59,7 @@ pub(super) async fn check(
     gateway: &Gateway,
     conn: &ConnInfo,
     meta: &RequestMeta<'_>,
-    request: &Request<Incoming>,
+    request: &Request<RequestBody>,
 ) -> Result<Response<Body>, Reject> {
     if !gateway.trusted.contains(conn.peer.ip().to_canonical()) {
         return Err(Reject::UntrustedForwardAuth);
@@ -142,7 +141,7 @@ pub(super) async fn check(
     Ok(response)
 }
 
-fn wants_redirect(request: &Request<Incoming>) -> bool {
+fn wants_redirect(request: &Request<RequestBody>) -> bool {
     request.uri().query().is_some_and(|query| {
         form_urlencoded::parse(query.as_bytes())
             .any(|(key, value)| key == "redirect" && value == "true")

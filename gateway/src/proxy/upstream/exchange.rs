@@ -17,7 +17,6 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Method, Response};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::codec::{
@@ -25,6 +24,7 @@ use super::codec::{
 };
 use super::conn::Conn;
 use super::pool::Pool;
+use crate::proxy::RequestBody;
 
 /// The most pieces handed to one vectored write.
 const MAX_SLICES: usize = 8;
@@ -56,7 +56,7 @@ pub(super) struct Failed {
 /// the client's body still to be read.
 pub(super) struct Outgoing {
     queue: VecDeque<Bytes>,
-    body: Option<Incoming>,
+    body: Option<RequestBody>,
     framing: RequestFraming,
     /// Whether any of the client's body has been read (it cannot be sent twice; an
     /// empty body's end can be read again).
@@ -76,7 +76,7 @@ enum SendError {
 
 impl Outgoing {
     /// A request whose head is `head` and whose body is `body` framed as `framing`.
-    pub(super) fn new(head: Bytes, body: Incoming, framing: RequestFraming) -> Outgoing {
+    pub(super) fn new(head: Bytes, body: RequestBody, framing: RequestFraming) -> Outgoing {
         Outgoing {
             queue: VecDeque::from([head]),
             body: (framing != RequestFraming::Empty).then_some(body),
@@ -503,7 +503,7 @@ impl AsyncWrite for Tunnel {
 /// How the request body is framed towards the upstream: the client's length when it
 /// gave one, nothing when there is no body, chunked otherwise (an HTTP/2 or chunked
 /// HTTP/1.1 upload).
-pub(super) fn request_framing(headers: &HeaderMap, body: &Incoming) -> RequestFraming {
+pub(super) fn request_framing(headers: &HeaderMap, body: &RequestBody) -> RequestFraming {
     if headers.contains_key(http::header::CONTENT_LENGTH) {
         RequestFraming::Length
     } else if body.is_end_stream() {
