@@ -251,7 +251,8 @@ pub fn parse_head(buf: &mut BytesMut, max_headers: usize, scratch: &mut HeadScra
             keep_alive: accepted.keep_alive,
         },
         None => {
-            // Rare (the checks in `scan_head` make it so): put the head back for hyper.
+            // A value `HeaderValue` refuses (httparse already refuses nearly all of
+            // them): put the head back for hyper.
             let mut whole = BytesMut::with_capacity(head.len() + buf.len());
             whole.extend_from_slice(&head);
             whole.extend_from_slice(buf);
@@ -302,13 +303,6 @@ fn scan_head(
             if lengths > 1 || field.value != b"0" {
                 return Err(Refused);
             }
-        }
-        if !field
-            .value
-            .iter()
-            .all(|&byte| byte == b'\t' || (byte >= b' ' && byte != 0x7f))
-        {
-            return Err(Refused);
         }
         if name == header::CONNECTION {
             for token in field.value.split(|&byte| byte == b',') {

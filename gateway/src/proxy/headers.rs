@@ -8,6 +8,7 @@
 //! gateway's own forwarding headers set. A `Connection` token can therefore neither
 //! remove a header the gateway sets nor smuggle one past the filter.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -99,31 +100,43 @@ pub fn sanitize_request(headers: &mut HeaderMap, extra: &[HeaderName]) {
 /// prove things to the gateway and are none of the upstream's business.
 fn strip_gateway_cookies(headers: &mut HeaderMap) {
     let ours = |value: &HeaderValue| {
-        value
-            .as_bytes()
-            .windows(GATEWAY_COOKIE_PREFIX.len())
-            .any(|window| window == GATEWAY_COOKIE_PREFIX.as_bytes())
+        value.as_bytes().split(|&byte| byte == b';').any(|pair| {
+            pair.trim_ascii_start()
+                .starts_with(GATEWAY_COOKIE_PREFIX.as_bytes())
+        })
     };
     if !headers.get_all(header::COOKIE).iter().any(ours) {
         return;
     }
-    let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    headers.remove(header::COOKIE);
-    for value in cookies {
+    // Taken out whole (HTTP/2 clients may send several lines), then put back filtered.
+    let http::header::Entry::Occupied(entry) = headers.entry(header::COOKIE) else {
+        return;
+    };
+    let (_, values) = entry.remove_entry_mult();
+    let mut kept_lines = Vec::new();
+    for value in values {
         let Ok(text) = value.to_str() else {
             // Not text: cannot be filtered pair by pair, so it is not forwarded.
             continue;
         };
-        let kept: Vec<&str> = text
-            .split(';')
-            .map(str::trim)
-            .filter(|pair| !pair.is_empty() && !pair.starts_with(GATEWAY_COOKIE_PREFIX))
-            .collect();
-        if !kept.is_empty()
-            && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
-        {
-            headers.append(header::COOKIE, value);
+        let mut kept = String::new();
+        for pair in text.split(';').map(str::trim) {
+            if pair.is_empty() || pair.starts_with(GATEWAY_COOKIE_PREFIX) {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(pair);
         }
+        if !kept.is_empty()
+            && let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(kept))
+        {
+            kept_lines.push(value);
+        }
+    }
+    for value in kept_lines {
+        headers.append(header::COOKIE, value);
     }
 }
 
@@ -133,26 +146,61 @@ pub fn sanitize_response(headers: &mut HeaderMap) {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Only names that are present are removed: most messages carry none or one
-    // (`Connection`), and removing an absent name still costs a hash and a probe.
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HOP_BY_HOP.contains(name))
-        .cloned()
-        .collect();
-    if present.is_empty() {
+    // Most messages carry none or only `Connection` (an upstream's `keep-alive`), so
+    // names are checked without allocating and only those present are removed
+    // (removing an absent name still costs a hash and a probe).
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name)
+            && let Some(flag) = present.get_mut(index)
+        {
+            *flag = true;
+        }
+    }
+    if !present.contains(&true) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    // The headers `Connection` names go too (`HOP_BY_HOP[0]` is `Connection`).
+    if present.first() == Some(&true) {
+        let named = connection_tokens(headers);
+        for token in named.split(',') {
+            // An invalid name names nothing: `remove` leaves the map alone.
+            headers.remove(token.trim());
+        }
+    }
+    for (hop, _) in HOP_BY_HOP
+        .iter()
+        .zip(present)
+        .filter(|(_, present)| *present)
+    {
+        headers.remove(hop);
+    }
+}
+
+/// The tokens of every `Connection` line, comma-separated: one line (the usual case)
+/// as it is, several joined; lines that are not text name nothing.
+fn connection_tokens(headers: &HeaderMap) -> Cow<'static, str> {
+    let mut lines = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(present.iter()) {
-        headers.remove(name);
+        .filter_map(|value| value.to_str().ok());
+    let first = lines.next().unwrap_or("");
+    let rest: Vec<&str> = lines.collect();
+    if rest.is_empty() {
+        // The values upstreams and clients send nearly always need no copy.
+        return match first {
+            "keep-alive" => Cow::Borrowed("keep-alive"),
+            "close" => Cow::Borrowed("close"),
+            "" => Cow::Borrowed(""),
+            other => Cow::Owned(other.to_owned()),
+        };
     }
+    Cow::Owned(
+        std::iter::once(first)
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// Sets the identity headers for an authorized request and removes the gateway's own
@@ -395,6 +443,25 @@ mod tests {
         ]);
         sanitize_request(&mut map, &[]);
         assert_eq!(names(&map), ["accept"]);
+    }
+
+    #[test]
+    fn every_connection_line_counts_and_bad_tokens_name_nothing() {
+        let mut map = headers(&[
+            ("connection", "close"),
+            ("connection", " X-One ,, not a name,"),
+            ("connection", "x-two"),
+            ("x-one", "1"),
+            ("x-two", "2"),
+            ("x-three", "3"),
+        ]);
+        map.append(
+            "connection",
+            HeaderValue::from_bytes(b"x-three\xff").unwrap_or(HeaderValue::from_static("")),
+        );
+        sanitize_request(&mut map, &[]);
+        // The line that is not text names nothing, so `x-three` stays.
+        assert_eq!(names(&map), ["x-three"]);
     }
 
     #[test]
