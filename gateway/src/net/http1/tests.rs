@@ -362,3 +362,65 @@ async fn a_replay_reads_the_prefix_first() {
     replay.read_to_string(&mut read).await.unwrap();
     assert_eq!(read, "hello world");
 }
+
+/// The fuzz target's invariants (`fuzz/fuzz_targets/request_head.rs`) over every
+/// one-byte change of a few real heads: a served head never carries framing this
+/// server would have to interpret, and anything not served leaves the buffer as it was.
+#[test]
+fn one_byte_changes_to_real_heads_keep_the_invariants() {
+    let seeds: [&[u8]; 4] = [
+        b"GET /a?b=c HTTP/1.1\r\nHost: app.test\r\nCookie: x=1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nUpgrade: x\r\n\r\n",
+    ];
+    let replacements = [
+        None,
+        Some(0u8),
+        Some(b'\t'),
+        Some(b'\n'),
+        Some(b'\r'),
+        Some(b' '),
+        Some(b','),
+        Some(b':'),
+        Some(b'0'),
+        Some(b'1'),
+        Some(b'A'),
+        Some(0x7f),
+        Some(0xff),
+    ];
+    let mut cases = 0;
+    for seed in seeds {
+        for position in 0..seed.len() {
+            for replacement in replacements {
+                let mut input = seed.to_vec();
+                match replacement {
+                    None => {
+                        input.remove(position);
+                    }
+                    Some(byte) => input[position] = byte,
+                }
+                let (parsed, rest) = parse(&input);
+                match parsed {
+                    Parsed::Serve { request, .. } => {
+                        let headers = request.headers();
+                        assert!(
+                            !headers.contains_key(header::TRANSFER_ENCODING),
+                            "{input:?}"
+                        );
+                        assert!(!headers.contains_key(header::UPGRADE), "{input:?}");
+                        for length in headers.get_all(header::CONTENT_LENGTH) {
+                            assert_eq!(length, "0", "{input:?}");
+                        }
+                        assert!(headers.get_all(header::CONTENT_LENGTH).iter().count() <= 1);
+                        assert!(request.uri().path().starts_with('/'), "{input:?}");
+                        assert!(input.ends_with(&rest), "{input:?}");
+                    }
+                    Parsed::HandOff | Parsed::Partial => assert_eq!(&rest[..], &input[..]),
+                }
+                cases += 1;
+            }
+        }
+    }
+    assert!(cases > 2000, "{cases}");
+}
