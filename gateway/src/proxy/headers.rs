@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -265,6 +265,17 @@ pub struct ForwardedPeer {
     /// The address as a `Forwarded` node: `for=192.0.2.1` or `for="[2001:db8::1]"`
     /// (shared: a connection's requests each clone it).
     node: Arc<str>,
+    /// The last `Forwarded` value written without a chain before it, with the host and
+    /// protocol it was for: a connection's requests nearly always name one host, so
+    /// they share one value instead of each formatting and checking it.
+    last: Arc<Mutex<Option<LastForwarded>>>,
+}
+
+#[derive(Debug)]
+struct LastForwarded {
+    host: String,
+    proto: &'static str,
+    value: HeaderValue,
 }
 
 impl ForwardedPeer {
@@ -281,8 +292,46 @@ impl ForwardedPeer {
             address: HeaderValue::from_maybe_shared(Bytes::from(text))
                 .unwrap_or(HeaderValue::from_static("unknown")),
             node: node.into(),
+            last: Arc::default(),
         }
     }
+
+    /// `Forwarded` for this peer alone, reaching `host` over `proto`.
+    fn forwarded(&self, host: &str, proto: &'static str) -> Option<HeaderValue> {
+        if let Ok(last) = self.last.lock()
+            && let Some(last) = last.as_ref()
+            && last.proto == proto
+            && last.host == host
+        {
+            return Some(last.value.clone());
+        }
+        let value = forwarded_element(String::new(), &self.node, host, proto)?;
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(LastForwarded {
+                host: host.to_owned(),
+                proto,
+                value: value.clone(),
+            });
+        }
+        Some(value)
+    }
+}
+
+/// `earlier` (a trusted proxy's elements and `, `, or nothing) followed by this hop's
+/// element for `node`.
+fn forwarded_element(
+    mut earlier: String,
+    node: &str,
+    host: &str,
+    proto: &str,
+) -> Option<HeaderValue> {
+    earlier.reserve(node.len() + host.len() + 24);
+    earlier.push_str(node);
+    earlier.push_str(";host=\"");
+    earlier.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
+    earlier.push_str("\";proto=");
+    earlier.push_str(proto);
+    HeaderValue::from_maybe_shared(Bytes::from(earlier)).ok()
 }
 
 /// Sets `X-Forwarded-For/Proto/Host` and `Forwarded` after sanitising: `peer` is
@@ -306,19 +355,16 @@ pub fn set_forwarding(
             headers.insert(X_FORWARDED_FOR, peer.address.clone());
         }
     }
-    let mut forwarded = match chain.forwarded {
+    let forwarded = match chain.forwarded {
         Some(mut earlier) => {
             earlier.push_str(", ");
-            earlier
+            forwarded_element(earlier, &peer.node, host, proto)
         }
-        None => String::with_capacity(peer.node.len() + host.len() + 24),
+        None => peer.forwarded(host, proto),
     };
-    forwarded.push_str(&peer.node);
-    forwarded.push_str(";host=\"");
-    forwarded.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
-    forwarded.push_str("\";proto=");
-    forwarded.push_str(proto);
-    insert_owned(headers, header::FORWARDED, forwarded);
+    if let Some(forwarded) = forwarded {
+        headers.insert(header::FORWARDED, forwarded);
+    }
     match chain.proto {
         Some(value) => headers.insert(X_FORWARDED_PROTO, value),
         None => headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto)),
@@ -491,6 +537,35 @@ mod tests {
         );
         assert_eq!(map["x-forwarded-proto"], "https");
         assert_eq!(map["x-forwarded-host"], "app.example");
+    }
+
+    #[test]
+    fn a_connections_forwarded_value_follows_its_host_and_protocol() {
+        let peer = ForwardedPeer::new(std::net::Ipv4Addr::new(192, 0, 2, 9).into());
+        let forwarded = |host: &str, proto: &'static str| {
+            let mut map = HeaderMap::new();
+            set_forwarding(&mut map, UpstreamChain::default(), &peer, proto, host);
+            map["forwarded"].to_str().unwrap_or_default().to_owned()
+        };
+        // Reused, changed and reused again: each time the value for this request.
+        for _ in 0..2 {
+            assert_eq!(
+                forwarded("a.example", "https"),
+                "for=192.0.2.9;host=\"a.example\";proto=https"
+            );
+        }
+        assert_eq!(
+            forwarded("b.example:8443", "https"),
+            "for=192.0.2.9;host=\"b.example:8443\";proto=https"
+        );
+        assert_eq!(
+            forwarded("b.example:8443", "http"),
+            "for=192.0.2.9;host=\"b.example:8443\";proto=http"
+        );
+        assert_eq!(
+            forwarded("a.example", "https"),
+            "for=192.0.2.9;host=\"a.example\";proto=https"
+        );
     }
 
     #[test]

@@ -241,7 +241,11 @@ async fn proxy<'g>(
             "both Content-Length and Transfer-Encoding",
         ));
     }
-    check_framing(request.version(), request.headers())?;
+    // A request without a body comes from the gateway's own HTTP/1.1 server, which
+    // only serves heads without framing to check (`net::http1`).
+    if !matches!(request.body(), RequestBody::Empty) {
+        check_framing(request.version(), request.headers())?;
+    }
     if request.method() == Method::CONNECT || request.uri().path() == "*" {
         return Err(Reject::UnsupportedTarget);
     }

@@ -177,9 +177,13 @@ impl Sessions {
         if !session.is_active(now) {
             return Ok(None);
         }
-        cached
-            .last_seen
-            .fetch_max(now.unix_timestamp(), Ordering::Relaxed);
+        // Read first: the stamp moves once a second, and a write on every request
+        // would bounce its cache line between the cores serving one session.
+        if cached.last_seen.load(Ordering::Relaxed) < now.unix_timestamp() {
+            cached
+                .last_seen
+                .fetch_max(now.unix_timestamp(), Ordering::Relaxed);
+        }
         let written = cached.last_written.load(Ordering::Relaxed);
         let interval = TOUCH_EVERY.min(session.idle_timeout / 4).whole_seconds();
         if now.unix_timestamp() - written >= interval
