@@ -130,8 +130,9 @@ impl Assertions {
         ] {
             key.push_str(part);
         }
+        // By reference: the owned-key variant allocates the key on every hit.
         self.cache
-            .get_with(key, async {
+            .get_with_by_ref(key.as_str(), async {
                 let text = |value: &str| HeaderValue::from_str(value).ok();
                 Arc::new(UpstreamIdentity {
                     user: text(principal.user_id()),

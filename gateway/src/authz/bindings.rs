@@ -46,8 +46,9 @@ impl StoreBindings {
         base: &MemoryDirectory,
     ) -> Result<Arc<UserBindings>, Arc<StoreError>> {
         let store = &self.store;
+        // By reference: the owned-key variant allocates the key on every hit.
         self.cache
-            .try_get_with((workspace, user), async move {
+            .try_get_with_by_ref(&(workspace, user), async move {
                 let stored = store.list_user_role_bindings(workspace, user).await?;
                 let user_id = user.to_string();
                 let mut merged = UserBindings::new();

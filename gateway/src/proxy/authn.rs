@@ -191,8 +191,9 @@ impl Authenticator {
         let key = <[u8; 32]>::try_from(hash.as_bytes())
             .map_err(|_| Reject::Internal("token hash is not SHA-256"))?;
         let store = &self.store;
+        // By reference: the owned-key variant allocates the key on every hit.
         self.tokens
-            .try_get_with(key, async move {
+            .try_get_with_by_ref(&key, async move {
                 store
                     .get_api_token_by_hash(workspace, &hash)
                     .await

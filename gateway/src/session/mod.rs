@@ -233,8 +233,9 @@ impl Sessions {
         };
         let store = &self.store;
         let lookup = hash.clone();
+        // By reference: the owned-key variant allocates the key on every hit.
         self.cache
-            .try_get_with(key, async move {
+            .try_get_with_by_ref(&key, async move {
                 let found = store.get_session(workspace, &lookup).await?;
                 Ok::<_, StoreError>(found.map(|session| {
                     let seen = session.last_seen_at.unix_timestamp();
