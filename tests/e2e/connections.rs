@@ -249,3 +249,18 @@ async fn shutdown_closes_kept_connections_between_requests() {
     );
     assert!(gateway.wait_exit().await, "gateway exited with failure");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_over_the_limit_is_refused_however_it_arrives() {
+    let upstream = EchoUpstream::start().await;
+    let gateway = gateway(&upstream, "").await;
+    // The default limit is 16 KiB; this head is just over it, sent in one write so it
+    // may well be read whole.
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(16 * 1024)
+    );
+    let response = crate::support::raw_exchange(gateway.addr, head.as_bytes()).await;
+    assert_eq!(response.status, 431, "{response:?}");
+    assert_eq!(upstream.count(), 0);
+}

@@ -16,7 +16,7 @@ fn decide(input: &[u8], step: usize) -> (String, Vec<u8>) {
     let mut pieces = input.chunks(step.max(1));
     loop {
         let before = buf.clone();
-        match parse_head(&mut buf, 100, &mut scratch) {
+        match parse_head(&mut buf, 100, 8192, &mut scratch) {
             Parsed::Serve {
                 request,
                 keep_alive,

@@ -164,7 +164,12 @@ where
     loop {
         state.set_busy(!buf.is_empty());
         if !buf.is_empty() {
-            match parse_head(buf, limits.max_headers, &mut scratch.head) {
+            match parse_head(
+                buf,
+                limits.max_headers,
+                limits.max_header_bytes,
+                &mut scratch.head,
+            ) {
                 Parsed::Serve {
                     request,
                     keep_alive,
@@ -234,15 +239,21 @@ struct Accepted {
 #[derive(Debug, Default)]
 pub struct HeadScratch(Vec<(HeaderName, usize, usize)>);
 
-/// Parses the head at the start of `buf` with at most `max_headers` headers, and takes
-/// it out of `buf` only when it is served here.
-pub fn parse_head(buf: &mut BytesMut, max_headers: usize, scratch: &mut HeadScratch) -> Parsed {
+/// Parses the head at the start of `buf` with at most `max_headers` headers and
+/// `max_bytes` bytes, and takes it out of `buf` only when it is served here (a head
+/// over either limit goes to hyper, which refuses it with 431).
+pub fn parse_head(
+    buf: &mut BytesMut,
+    max_headers: usize,
+    max_bytes: usize,
+    scratch: &mut HeadScratch,
+) -> Parsed {
     let headers = &mut scratch.0;
     headers.clear();
     let accepted = match scan_head(buf, max_headers.min(MAX_HEADERS), headers) {
-        Ok(Some(accepted)) => accepted,
+        Ok(Some(accepted)) if accepted.len <= max_bytes => accepted,
+        Ok(Some(_)) | Err(Refused) => return Parsed::HandOff,
         Ok(None) => return Parsed::Partial,
-        Err(Refused) => return Parsed::HandOff,
     };
     let head = buf.split_to(accepted.len).freeze();
     match build_request(&head, &accepted, headers) {

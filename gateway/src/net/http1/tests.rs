@@ -10,7 +10,7 @@ use crate::proxy::{Body, full};
 
 fn parse(bytes: &[u8]) -> (Parsed, BytesMut) {
     let mut buf = BytesMut::from(bytes);
-    let parsed = parse_head(&mut buf, 20, &mut HeadScratch::default());
+    let parsed = parse_head(&mut buf, 20, 4096, &mut HeadScratch::default());
     (parsed, buf)
 }
 
@@ -80,6 +80,11 @@ fn an_incomplete_head_leaves_the_buffer_alone() {
 fn anything_but_a_plain_bodyless_head_goes_to_hyper_untouched() {
     let many: String = (0..21).map(|i| format!("X-H{i}: v\r\n")).collect();
     let too_many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+    // Complete in one read, but longer than the head limit.
+    let too_long = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(4096)
+    );
     let cases: Vec<&[u8]> = vec![
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -106,6 +111,7 @@ fn anything_but_a_plain_bodyless_head_goes_to_hyper_untouched() {
         b"GET / HTTP/1.1\r\nHo\"st: a\r\n\r\n",
         b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n\x00",
         too_many.as_bytes(),
+        too_long.as_bytes(),
     ];
     for case in cases {
         let (parsed, rest) = parse(case);
