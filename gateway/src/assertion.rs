@@ -6,7 +6,7 @@
 //! either. The plain identity headers' values ([`UpstreamIdentity`]) are prepared with
 //! it and reused the same way.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -28,6 +28,8 @@ const LIFETIME: Duration = Duration::from_secs(60);
 /// assertion is issued and shared (not copied) by every request that reuses it.
 #[derive(Debug)]
 pub struct UpstreamIdentity {
+    /// When the assertion was signed: it is reused for half its lifetime from then.
+    issued_at: SystemTime,
     user: Option<HeaderValue>,
     email: Option<HeaderValue>,
     auth_method: Option<HeaderValue>,
@@ -62,6 +64,59 @@ impl UpstreamIdentity {
     }
 }
 
+/// How long an issued assertion is handed out again: an upstream always gets at least
+/// half its lifetime (30 s) of validity.
+const REUSE: Duration = Duration::from_secs(LIFETIME.as_secs() / 2);
+
+/// How many routes' identities one session remembers.
+const MEMO_ROUTES: usize = 4;
+
+/// The identities one session's requests were given lately, by route: kept with the
+/// cached session record, so a warm request of a signed-in browser finds its identity
+/// without a cache lookup (the principal of a session never changes within the
+/// record, and the record goes when the session is revoked or re-read).
+#[derive(Debug, Default)]
+pub struct IdentityMemo(Mutex<Vec<(Box<str>, Arc<UpstreamIdentity>)>>);
+
+impl IdentityMemo {
+    /// The identity remembered for `route`, if it may still be reused at `now`.
+    fn get(&self, route: &str, now: SystemTime) -> Option<Arc<UpstreamIdentity>> {
+        let remembered = self.0.lock().ok()?;
+        remembered
+            .iter()
+            .find(|(at, identity)| &**at == route && reusable(identity, now))
+            .map(|(_, identity)| Arc::clone(identity))
+    }
+
+    /// Remembers `identity` for `route`, in place of the stalest entry when full.
+    fn put(&self, route: &str, identity: &Arc<UpstreamIdentity>) {
+        let Ok(mut remembered) = self.0.lock() else {
+            return;
+        };
+        if let Some(entry) = remembered.iter_mut().find(|(at, _)| &**at == route) {
+            entry.1 = Arc::clone(identity);
+            return;
+        }
+        if remembered.len() >= MEMO_ROUTES
+            && let Some(stalest) = remembered
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (_, identity))| identity.issued_at)
+                .map(|(index, _)| index)
+        {
+            remembered.swap_remove(stalest);
+        }
+        remembered.push((route.into(), Arc::clone(identity)));
+    }
+}
+
+/// Whether `identity` may be handed out at `now` (never before it was issued: a clock
+/// that went back gets a fresh one).
+fn reusable(identity: &UpstreamIdentity, now: SystemTime) -> bool {
+    now.duration_since(identity.issued_at)
+        .is_ok_and(|age| age < REUSE)
+}
+
 /// Issues and caches assertions; publishes the key set.
 pub struct Assertions {
     key: SigningKey,
@@ -88,7 +143,7 @@ impl Assertions {
             // Reused for half the lifetime: an upstream always gets ≥ 30 s of validity.
             cache: Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(LIFETIME / 2)
+                .time_to_live(REUSE)
                 .build(),
             jwks,
         }
@@ -102,6 +157,24 @@ impl Assertions {
     /// What the upstream of route `route` is told about `principal`: the assertion,
     /// issued at `now` or reused, and the identity header values that go with it.
     pub async fn for_request(
+        &self,
+        principal: &Principal,
+        route: &str,
+        now: SystemTime,
+    ) -> Arc<UpstreamIdentity> {
+        let memo = principal.identity_memo();
+        if let Some(identity) = memo.and_then(|memo| memo.get(route, now)) {
+            return identity;
+        }
+        let identity = self.issue_or_reuse(principal, route, now).await;
+        if let Some(memo) = memo {
+            memo.put(route, &identity);
+        }
+        identity
+    }
+
+    /// The identity from the cache shared by every principal, or a new one.
+    async fn issue_or_reuse(
         &self,
         principal: &Principal,
         route: &str,
@@ -135,6 +208,7 @@ impl Assertions {
             .get_with_by_ref(key.as_str(), async {
                 let text = |value: &str| HeaderValue::from_str(value).ok();
                 Arc::new(UpstreamIdentity {
+                    issued_at: now,
                     user: text(principal.user_id()),
                     email: principal.email().and_then(text),
                     auth_method: text(principal.auth_method()),
@@ -190,7 +264,9 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use ring::signature::{ED25519, UnparsedPublicKey};
 
-    use super::Assertions;
+    use std::sync::Arc;
+
+    use super::{Assertions, IdentityMemo, UpstreamIdentity};
     use crate::config::KeySource;
     use crate::crypto::{SigningKey, load_main_key};
     use crate::proxy::authn::Principal;
@@ -233,5 +309,65 @@ mod tests {
         assert_ne!(billing.assertion(), Some(&token));
         let jwks: serde_json::Value = serde_json::from_str(assertions.jwks()).unwrap();
         assert_eq!(jwks["keys"][0]["x"], URL_SAFE_NO_PAD.encode(&public));
+    }
+
+    fn identity(issued_at: SystemTime) -> Arc<UpstreamIdentity> {
+        Arc::new(UpstreamIdentity {
+            issued_at,
+            user: None,
+            email: None,
+            auth_method: None,
+            workspace: None,
+            assertion: None,
+        })
+    }
+
+    #[test]
+    fn a_session_memo_reuses_per_route_for_half_the_lifetime_only() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = |seconds: u64| t0 + Duration::from_secs(seconds);
+        let memo = IdentityMemo::default();
+        let wiki = identity(t0);
+        memo.put("wiki", &wiki);
+        let hit = memo.get("wiki", at(29)).unwrap();
+        assert!(Arc::ptr_eq(&hit, &wiki));
+        // Not at 30 s (the upstream would get less than half the lifetime), not for
+        // another route or a prefix of it, not before it was issued.
+        assert!(memo.get("wiki", at(30)).is_none());
+        assert!(memo.get("billing", t0).is_none());
+        assert!(memo.get("wik", t0).is_none());
+        assert!(memo.get("wiki", t0 - Duration::from_secs(1)).is_none());
+        // A newer identity replaces the route's entry.
+        let newer = identity(at(30));
+        memo.put("wiki", &newer);
+        assert!(Arc::ptr_eq(&memo.get("wiki", at(31)).unwrap(), &newer));
+        // Full: the stalest entry (wiki, issued at 30 s) makes room.
+        for (offset, route) in (40..).zip(["a", "b", "c", "d"]) {
+            memo.put(route, &identity(at(offset)));
+        }
+        assert!(memo.get("wiki", at(45)).is_none());
+        for route in ["a", "b", "c", "d"] {
+            assert!(memo.get(route, at(45)).is_some(), "{route}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_principal_finds_its_identity_in_its_memo() {
+        let main = load_main_key(&KeySource::Env("K".into()), &|_| Some("cd".repeat(32))).unwrap();
+        let assertions = Assertions::new(SigningKey::derive(&main).unwrap());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let memo = Arc::new(IdentityMemo::default());
+        let olga = Principal::new("olga".into(), "password", true, now)
+            .with_identity_memo(Arc::clone(&memo));
+        let first = assertions.for_request(&olga, "wiki", now).await;
+        let remembered = memo.get("wiki", now).unwrap();
+        assert!(Arc::ptr_eq(&first, &remembered));
+        let later = assertions
+            .for_request(&olga, "wiki", now + Duration::from_secs(10))
+            .await;
+        assert!(Arc::ptr_eq(&first, &later));
+        let billing = assertions.for_request(&olga, "billing", now).await;
+        assert_ne!(billing.assertion(), first.assertion());
+        assert!(Arc::ptr_eq(&memo.get("billing", now).unwrap(), &billing));
     }
 }

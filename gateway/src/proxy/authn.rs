@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use super::reject::Reject;
 use super::route::Route;
 use crate::api_token;
+use crate::assertion::IdentityMemo;
 use crate::session::{self, Sessions};
 use crate::store::{ApiToken, SessionHash, Store, TokenHash, UserId, WorkspaceId};
 
@@ -34,6 +35,8 @@ pub struct Principal {
     stored: Option<(UserId, WorkspaceId)>,
     /// The session, when the credential is a session cookie.
     session: Option<(WorkspaceId, SessionHash)>,
+    /// The identities the session's requests were given, for a session principal.
+    identities: Option<Arc<IdentityMemo>>,
     auth_method: &'static str,
     mfa: bool,
     authenticated_at: SystemTime,
@@ -52,6 +55,7 @@ impl Principal {
             email: None,
             stored: None,
             session: None,
+            identities: None,
             auth_method,
             mfa,
             authenticated_at,
@@ -76,6 +80,18 @@ impl Principal {
     /// The session behind this principal, if the credential was a session cookie.
     pub fn session(&self) -> Option<&(WorkspaceId, SessionHash)> {
         self.session.as_ref()
+    }
+
+    /// The same principal as if it came with a session's identity memo (for tests).
+    #[cfg(test)]
+    pub(crate) fn with_identity_memo(mut self, memo: Arc<IdentityMemo>) -> Principal {
+        self.identities = Some(memo);
+        self
+    }
+
+    /// The memo of identities given to this principal's session, if it is one.
+    pub fn identity_memo(&self) -> Option<&IdentityMemo> {
+        self.identities.as_deref()
     }
 
     /// How the caller signed in: `password`, `oidc`, `saml`, `email_code`, `api_token`.
@@ -134,16 +150,20 @@ impl Authenticator {
         if let (Some(sessions), Some((workspace, hash))) =
             (&self.sessions, session::presented(headers))
         {
-            let found = sessions.find(workspace, &hash, now).await.map_err(|err| {
-                tracing::error!(error = %err, "session lookup failed");
-                Reject::StoreUnavailable
-            })?;
-            if let Some(session) = found {
+            let found = sessions
+                .find_with_identities(workspace, &hash, now)
+                .await
+                .map_err(|err| {
+                    tracing::error!(error = %err, "session lookup failed");
+                    Reject::StoreUnavailable
+                })?;
+            if let Some((session, identities)) = found {
                 return Ok(Principal {
                     user_id: session.user_id.to_text(),
                     email: session.user_email.clone(),
                     stored: Some((session.user_id, session.workspace_id)),
                     session: Some((workspace, hash.clone())),
+                    identities: Some(identities),
                     auth_method: session.auth_method.as_str(),
                     mfa: session.mfa_done,
                     authenticated_at: SystemTime::from(session.created_at),
@@ -174,6 +194,7 @@ impl Authenticator {
                 email: token.creator_email.as_deref().map(Arc::from),
                 stored: Some((token.created_by, token.workspace_id)),
                 session: None,
+                identities: None,
                 auth_method: "api_token",
                 mfa: false,
                 // A bearer token authenticates each request anew.

@@ -8,6 +8,7 @@
 //! most once a minute, and a logout on this instance drops the entry at once. Idle and
 //! absolute timeouts are checked on every request.
 
+use crate::assertion::IdentityMemo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -108,6 +109,8 @@ struct Cached {
     session: Session,
     last_seen: AtomicI64,
     last_written: AtomicI64,
+    /// The identities this session's requests were given (see `assertion`).
+    identities: Arc<IdentityMemo>,
 }
 
 /// The cached record with its in-memory last-seen time folded in.
@@ -170,6 +173,20 @@ impl Sessions {
         hash: &SessionHash,
         now: OffsetDateTime,
     ) -> Result<Option<Session>, SessionError> {
+        Ok(self
+            .find_with_identities(workspace, hash, now)
+            .await?
+            .map(|(session, _)| session))
+    }
+
+    /// As [`Sessions::find`], with the memo of identities the session's requests were
+    /// given, which lives as long as this cached record of the session.
+    pub async fn find_with_identities(
+        &self,
+        workspace: WorkspaceId,
+        hash: &SessionHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Session, Arc<IdentityMemo>)>, SessionError> {
         let Some(cached) = self.cached(workspace, hash).await? else {
             return Ok(None);
         };
@@ -205,7 +222,7 @@ impl Sessions {
                 }
             });
         }
-        Ok(Some(session))
+        Ok(Some((session, Arc::clone(&cached.identities))))
     }
 
     /// Whether the session is still live at `now`, without counting as activity (for
@@ -243,6 +260,7 @@ impl Sessions {
                         session,
                         last_seen: AtomicI64::new(seen),
                         last_written: AtomicI64::new(seen),
+                        identities: Arc::default(),
                     })
                 }))
             })
