@@ -9,7 +9,8 @@ use http::header;
 use libfuzzer_sys::fuzz_target;
 use portcullis_gateway::net::http1::{HeadScratch, Parsed, parse_head};
 
-/// The decision on `input` arriving `step` bytes at a time, and the bytes left over.
+/// The decision on `input` arriving `step` bytes at a time, and the bytes left over
+/// (what is still buffered and what had not arrived yet).
 fn decide(input: &[u8], step: usize) -> (String, Vec<u8>) {
     let mut buf = BytesMut::new();
     let mut scratch = HeadScratch::default();
@@ -37,7 +38,9 @@ fn decide(input: &[u8], step: usize) -> (String, Vec<u8>) {
                     request.uri(),
                     request.version()
                 );
-                return (decision, buf.to_vec());
+                let mut rest = buf.to_vec();
+                rest.extend(pieces.flatten());
+                return (decision, rest);
             }
             Parsed::HandOff => {
                 assert_eq!(buf, before, "a hand-off changed the buffer");
