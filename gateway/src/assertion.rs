@@ -72,7 +72,7 @@ const REUSE: Duration = Duration::from_secs(LIFETIME.as_secs() / 2);
 const MEMO_ROUTES: usize = 4;
 
 /// The identities one session's requests were given lately, by route: kept with the
-/// cached session record, so a warm request of a signed-in browser finds its identity
+/// cached session record (`session::SessionMemo`), so a warm request of a signed-in browser finds its identity
 /// without a cache lookup (the principal of a session never changes within the
 /// record, and the record goes when the session is revoked or re-read).
 #[derive(Debug, Default)]
@@ -270,6 +270,7 @@ mod tests {
     use crate::config::KeySource;
     use crate::crypto::{SigningKey, load_main_key};
     use crate::proxy::authn::Principal;
+    use crate::session::SessionMemo;
 
     #[tokio::test]
     async fn assertions_are_signed_scoped_and_reused() {
@@ -356,9 +357,10 @@ mod tests {
         let main = load_main_key(&KeySource::Env("K".into()), &|_| Some("cd".repeat(32))).unwrap();
         let assertions = Assertions::new(SigningKey::derive(&main).unwrap());
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let memo = Arc::new(IdentityMemo::default());
+        let session = Arc::new(SessionMemo::default());
         let olga = Principal::new("olga".into(), "password", true, now)
-            .with_identity_memo(Arc::clone(&memo));
+            .with_session_memo(Arc::clone(&session));
+        let memo = &session.identities;
         let first = assertions.for_request(&olga, "wiki", now).await;
         let remembered = memo.get("wiki", now).unwrap();
         assert!(Arc::ptr_eq(&first, &remembered));

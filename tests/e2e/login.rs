@@ -6,7 +6,8 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use crate::support::{
-    EchoUpstream, Gateway, RawResponse, Setup, header_values, raw_exchange, raw_get, route,
+    EchoUpstream, Gateway, RawResponse, Setup, admin_cli, header_values, raw_exchange, raw_get,
+    route, wait_for_status,
 };
 
 pub(crate) const PASSWORD: &str = "tangerine orbit under glass";
@@ -680,4 +681,81 @@ async fn websocket_closes_when_its_session_ends() {
     })
     .await;
     assert!(ended.is_ok(), "the websocket outlived its session");
+}
+
+/// Signs Olga in with her password and returns the session cookie's value.
+async fn sign_in(gateway: &Gateway) -> String {
+    let form = raw_get(gateway.addr, "app.test", "/.portcullis/login", &[]).await;
+    let csrf = cookie_value(&form, "__Host-portcullis-csrf").unwrap();
+    let signed_in = post_form(
+        gateway,
+        "/.portcullis/login",
+        &format!("__Host-portcullis-csrf={csrf}"),
+        &["Origin: http://app.test"],
+        &[
+            ("email", "olga@acme.test"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+            ("rd", "/"),
+        ],
+    )
+    .await;
+    assert_eq!(signed_in.status, 303, "{signed_in:?}");
+    cookie_value(&signed_in, "__Host-portcullis").unwrap()
+}
+
+/// A signed-in session's requests reuse what they computed (its role bindings among
+/// it) only while the session's cached record lives: a role granted or revoked in the
+/// store reaches the session within that time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_role_changes_reach_a_signed_in_session() {
+    let (_upstream, gateway, user, workspace, _) = signed_in_setup().await;
+    let cookie = format!("Cookie: __Host-portcullis={}", sign_in(&gateway).await);
+    assert_eq!(
+        raw_get(gateway.addr, "app.test", "/", &[&cookie])
+            .await
+            .status,
+        200
+    );
+    // Without her binding in the file, only a role in the store lets Olga in.
+    std::fs::write(
+        gateway.dir.path().join("bindings.json"),
+        "{\"entities\": [{\"type\": \"App\", \"id\": \"app\"}], \"bindings\": []}",
+    )
+    .unwrap();
+    gateway.signal("HUP");
+    assert_eq!(
+        wait_for_status(gateway.addr, "/", &cookie, 403).await,
+        403,
+        "the file binding never went"
+    );
+    let role = |action: &str| {
+        admin_cli(
+            &gateway.config,
+            &[
+                "role",
+                action,
+                "--workspace",
+                &workspace,
+                "--user",
+                &user,
+                "--role",
+                "analyst",
+                "--scope",
+                "App::\"app\"",
+            ],
+        )
+    };
+    role("grant");
+    assert_eq!(
+        wait_for_status(gateway.addr, "/", &cookie, 200).await,
+        200,
+        "a role granted in the store never reached the session"
+    );
+    role("revoke");
+    assert_eq!(
+        wait_for_status(gateway.addr, "/", &cookie, 403).await,
+        403,
+        "a role revoked in the store kept working for the session"
+    );
 }

@@ -17,7 +17,7 @@ use super::reject::Reject;
 use super::route::Route;
 use crate::api_token;
 use crate::assertion::IdentityMemo;
-use crate::session::{self, Sessions};
+use crate::session::{self, SessionMemo, Sessions};
 use crate::store::{ApiToken, SessionHash, Store, TokenHash, UserId, WorkspaceId};
 
 /// How long a token record (or its absence) is trusted without asking the store.
@@ -35,8 +35,8 @@ pub struct Principal {
     stored: Option<(UserId, WorkspaceId)>,
     /// The session, when the credential is a session cookie.
     session: Option<(WorkspaceId, SessionHash)>,
-    /// The identities the session's requests were given, for a session principal.
-    identities: Option<Arc<IdentityMemo>>,
+    /// What the session's requests may reuse, for a session principal.
+    memo: Option<Arc<SessionMemo>>,
     auth_method: &'static str,
     mfa: bool,
     authenticated_at: SystemTime,
@@ -55,7 +55,7 @@ impl Principal {
             email: None,
             stored: None,
             session: None,
-            identities: None,
+            memo: None,
             auth_method,
             mfa,
             authenticated_at,
@@ -82,16 +82,21 @@ impl Principal {
         self.session.as_ref()
     }
 
-    /// The same principal as if it came with a session's identity memo (for tests).
+    /// The same principal as if it came with a session's memo (for tests).
     #[cfg(test)]
-    pub(crate) fn with_identity_memo(mut self, memo: Arc<IdentityMemo>) -> Principal {
-        self.identities = Some(memo);
+    pub(crate) fn with_session_memo(mut self, memo: Arc<SessionMemo>) -> Principal {
+        self.memo = Some(memo);
         self
+    }
+
+    /// What this principal's session may reuse, if the credential was a session.
+    pub fn session_memo(&self) -> Option<&SessionMemo> {
+        self.memo.as_deref()
     }
 
     /// The memo of identities given to this principal's session, if it is one.
     pub fn identity_memo(&self) -> Option<&IdentityMemo> {
-        self.identities.as_deref()
+        self.memo.as_deref().map(|memo| &memo.identities)
     }
 
     /// How the caller signed in: `password`, `oidc`, `saml`, `email_code`, `api_token`.
@@ -151,19 +156,19 @@ impl Authenticator {
             (&self.sessions, session::presented(headers))
         {
             let found = sessions
-                .find_with_identities(workspace, &hash, now)
+                .find_with_memo(workspace, &hash, now)
                 .await
                 .map_err(|err| {
                     tracing::error!(error = %err, "session lookup failed");
                     Reject::StoreUnavailable
                 })?;
-            if let Some((session, identities)) = found {
+            if let Some((session, memo)) = found {
                 return Ok(Principal {
                     user_id: session.user_id.to_text(),
                     email: session.user_email.clone(),
                     stored: Some((session.user_id, session.workspace_id)),
                     session: Some((workspace, hash.clone())),
-                    identities: Some(identities),
+                    memo: Some(memo),
                     auth_method: session.auth_method.as_str(),
                     mfa: session.mfa_done,
                     authenticated_at: SystemTime::from(session.created_at),
@@ -194,7 +199,7 @@ impl Authenticator {
                 email: token.creator_email.as_deref().map(Arc::from),
                 stored: Some((token.created_by, token.workspace_id)),
                 session: None,
-                identities: None,
+                memo: None,
                 auth_method: "api_token",
                 mfa: false,
                 // A bearer token authenticates each request anew.

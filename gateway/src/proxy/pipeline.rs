@@ -43,7 +43,7 @@ use crate::net::client_ip::{ClientIp, TrustedProxies, client_ip};
 use crate::net::framing::FramingFlag;
 use crate::net::idle::{ActivityIo, until_idle};
 use crate::ops::metrics;
-use crate::session::Sessions;
+use crate::session::{SessionMemo, Sessions};
 use crate::store::{SessionHash, Store, WorkspaceId};
 
 /// The reserved prefix for the gateway's own endpoints, on every host.
@@ -409,18 +409,25 @@ pub(super) async fn check_access(
         .authenticate(headers, route, time::OffsetDateTime::from(now))
         .await?;
     let snapshot = gateway.policy.snapshot();
-    let store_bindings = match principal.stored() {
-        Some((user, workspace)) => Some(
-            gateway
+    let remembered = principal.session_memo().and_then(SessionMemo::bindings);
+    let store_bindings = match (remembered, principal.stored()) {
+        (Some(remembered), _) => Some(remembered),
+        (None, Some((user, workspace))) => {
+            let bindings = gateway
                 .bindings
                 .of(workspace, user, snapshot.directory())
                 .await
                 .map_err(|err| {
                     tracing::error!(error = %err, "role binding lookup failed");
                     Reject::StoreUnavailable
-                })?,
-        ),
-        None => None,
+                })?;
+            // A signed-in browser's next requests find them with its session.
+            if let Some(memo) = principal.session_memo() {
+                memo.remember_bindings(&bindings);
+            }
+            Some(bindings)
+        }
+        (None, None) => None,
     };
     let facts = RequestFacts {
         method,

@@ -9,6 +9,7 @@
 //! absolute timeouts are checked on every request.
 
 use crate::assertion::IdentityMemo;
+use crate::authz::bindings::UserBindings;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -109,8 +110,33 @@ struct Cached {
     session: Session,
     last_seen: AtomicI64,
     last_written: AtomicI64,
-    /// The identities this session's requests were given (see `assertion`).
-    identities: Arc<IdentityMemo>,
+    /// What this session's requests computed and may reuse while the record lives.
+    memo: Arc<SessionMemo>,
+}
+
+/// What a session's requests computed and may reuse while its cached record lives
+/// (at most [`RECHECK`], the same bound the shared caches keep): a revoked or re-read
+/// session takes it with it.
+#[derive(Debug, Default)]
+pub struct SessionMemo {
+    /// The identity each route was given (see `assertion`).
+    pub(crate) identities: IdentityMemo,
+    /// The user's role bindings from the store, merged with the file's.
+    bindings: std::sync::Mutex<Option<Arc<UserBindings>>>,
+}
+
+impl SessionMemo {
+    /// The bindings remembered for this session's user, if any.
+    pub fn bindings(&self) -> Option<Arc<UserBindings>> {
+        self.bindings.lock().ok()?.clone()
+    }
+
+    /// Remembers the user's bindings for the rest of the record's life.
+    pub fn remember_bindings(&self, bindings: &Arc<UserBindings>) {
+        if let Ok(mut slot) = self.bindings.lock() {
+            *slot = Some(Arc::clone(bindings));
+        }
+    }
 }
 
 /// The cached record with its in-memory last-seen time folded in.
@@ -174,19 +200,19 @@ impl Sessions {
         now: OffsetDateTime,
     ) -> Result<Option<Session>, SessionError> {
         Ok(self
-            .find_with_identities(workspace, hash, now)
+            .find_with_memo(workspace, hash, now)
             .await?
             .map(|(session, _)| session))
     }
 
-    /// As [`Sessions::find`], with the memo of identities the session's requests were
-    /// given, which lives as long as this cached record of the session.
-    pub async fn find_with_identities(
+    /// As [`Sessions::find`], with what the session's requests may reuse while this
+    /// cached record of it lives.
+    pub async fn find_with_memo(
         &self,
         workspace: WorkspaceId,
         hash: &SessionHash,
         now: OffsetDateTime,
-    ) -> Result<Option<(Session, Arc<IdentityMemo>)>, SessionError> {
+    ) -> Result<Option<(Session, Arc<SessionMemo>)>, SessionError> {
         let Some(cached) = self.cached(workspace, hash).await? else {
             return Ok(None);
         };
@@ -222,7 +248,7 @@ impl Sessions {
                 }
             });
         }
-        Ok(Some((session, Arc::clone(&cached.identities))))
+        Ok(Some((session, Arc::clone(&cached.memo))))
     }
 
     /// Whether the session is still live at `now`, without counting as activity (for
@@ -260,7 +286,7 @@ impl Sessions {
                         session,
                         last_seen: AtomicI64::new(seen),
                         last_written: AtomicI64::new(seen),
-                        identities: Arc::default(),
+                        memo: Arc::default(),
                     })
                 }))
             })
