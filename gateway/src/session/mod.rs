@@ -8,8 +8,6 @@
 //! most once a minute, and a logout on this instance drops the entry at once. Idle and
 //! absolute timeouts are checked on every request.
 
-use crate::assertion::IdentityMemo;
-use crate::authz::bindings::UserBindings;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -18,6 +16,8 @@ use http::{HeaderMap, HeaderValue, header};
 use moka::future::Cache;
 use time::OffsetDateTime;
 
+use crate::assertion::IdentityMemo;
+use crate::authz::bindings::UserBindings;
 use crate::crypto::random::{is_lower_hex, random_hex256};
 use crate::store::{
     AuthMethod, NewSession, OrganizationId, Session, SessionHash, Store, StoreError, UserId,
