@@ -8,7 +8,6 @@
 //! gateway's own forwarding headers set. A `Connection` token can therefore neither
 //! remove a header the gateway sets nor smuggle one past the filter.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -160,10 +159,19 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !present.contains(&true) {
         return;
     }
-    // The headers `Connection` names go too (`HOP_BY_HOP[0]` is `Connection`).
+    // The headers `Connection` names go too (`HOP_BY_HOP[0]` is `Connection`). Its
+    // lines are cloned out first (a reference count each, no copy) so the map can change.
     if present.first() == Some(&true) {
-        let named = connection_tokens(headers);
-        for token in named.split(',') {
+        let lines: Vec<HeaderValue> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
+        let tokens = lines
+            .iter()
+            .filter_map(|line| line.to_str().ok())
+            .flat_map(|line| line.split(','));
+        for token in tokens {
             // An invalid name names nothing: `remove` leaves the map alone.
             headers.remove(token.trim());
         }
@@ -175,32 +183,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     {
         headers.remove(hop);
     }
-}
-
-/// The tokens of every `Connection` line, comma-separated: one line (the usual case)
-/// as it is, several joined; lines that are not text name nothing.
-fn connection_tokens(headers: &HeaderMap) -> Cow<'static, str> {
-    let mut lines = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok());
-    let first = lines.next().unwrap_or("");
-    let rest: Vec<&str> = lines.collect();
-    if rest.is_empty() {
-        // The values upstreams and clients send nearly always need no copy.
-        return match first {
-            "keep-alive" => Cow::Borrowed("keep-alive"),
-            "close" => Cow::Borrowed("close"),
-            "" => Cow::Borrowed(""),
-            other => Cow::Owned(other.to_owned()),
-        };
-    }
-    Cow::Owned(
-        std::iter::once(first)
-            .chain(rest)
-            .collect::<Vec<_>>()
-            .join(","),
-    )
 }
 
 /// Sets the identity headers for an authorized request and removes the gateway's own

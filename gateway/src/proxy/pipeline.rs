@@ -241,11 +241,7 @@ async fn proxy<'g>(
             "both Content-Length and Transfer-Encoding",
         ));
     }
-    // A request without a body comes from the gateway's own HTTP/1.1 server, which
-    // only serves heads without framing to check (`net::http1`).
-    if !matches!(request.body(), RequestBody::Empty) {
-        check_framing(request.version(), request.headers())?;
-    }
+    check_framing(request.version(), request.headers())?;
     if request.method() == Method::CONNECT || request.uri().path() == "*" {
         return Err(Reject::UnsupportedTarget);
     }
@@ -470,27 +466,28 @@ fn sign_in_instead(
 /// `Transfer-Encoding`, several or list-valued lengths, a transfer coding other than
 /// exactly `chunked`, and any transfer coding on HTTP/1.0.
 fn check_framing(version: Version, headers: &HeaderMap) -> Result<(), Reject> {
-    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
-    let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
-    if !lengths.is_empty() && !codings.is_empty() {
+    // Read through the iterators (no collecting): this runs on every request.
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let (length, coding) = (lengths.next(), codings.next());
+    if length.is_some() && coding.is_some() {
         return Err(Reject::BadFraming(
             "both Content-Length and Transfer-Encoding",
         ));
     }
-    if lengths.len() > 1 {
+    if lengths.next().is_some() {
         return Err(Reject::BadFraming("more than one Content-Length"));
     }
-    if let Some(length) = lengths.first()
+    if let Some(length) = length
         && (length.is_empty() || !length.as_bytes().iter().all(u8::is_ascii_digit))
     {
         return Err(Reject::BadFraming("Content-Length is not a single number"));
     }
-    if !codings.is_empty() {
+    if let Some(coding) = coding {
         if version == Version::HTTP_10 {
             return Err(Reject::BadFraming("Transfer-Encoding on HTTP/1.0"));
         }
-        let only_chunked = matches!(codings.as_slice(), [coding] if coding.as_bytes().eq_ignore_ascii_case(b"chunked"));
-        if !only_chunked {
+        if codings.next().is_some() || !coding.as_bytes().eq_ignore_ascii_case(b"chunked") {
             return Err(Reject::BadFraming(
                 "Transfer-Encoding other than exactly `chunked`",
             ));
