@@ -7,7 +7,7 @@
 //! to finish its in-flight requests and close.
 
 use std::convert::Infallible;
-use std::future::pending;
+use std::future::{Future, pending};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::framing::{FramingFlag, FramingIo};
 use super::http1;
-use super::idle::{ActivityIo, until_idle};
+use super::idle::{Activity, ActivityIo, until_idle};
 use crate::config::Limits;
 use crate::proxy::RequestBody;
 use crate::proxy::pipeline::{ConnInfo, Gateway, handle};
@@ -100,37 +100,26 @@ where
     let mut closing = false;
     if !h2 {
         let state = http1::ConnState::default();
-        let next = {
-            let served = http1::serve(&mut io, &mut buf, &ctx.gateway, &conn, &ctx.limits, &state);
-            tokio::pin!(served);
-            let mut hard_stop: Option<Pin<Box<tokio::time::Sleep>>> = None;
-            loop {
-                tokio::select! {
-                    next = served.as_mut() => break next,
-                    _ = ctx.shutdown.changed(), if !closing => {
-                        if state.is_between_requests() {
-                            return;
-                        }
-                        state.close_after_response();
-                        closing = true;
-                    }
-                    () = until_idle(&activity, ctx.limits.idle_timeout), if hard_stop.is_none() => {
-                        if state.is_between_requests() {
-                            tracing::debug!(client.addr = %conn.peer, "idle connection closed");
-                            return;
-                        }
-                        state.close_after_response();
-                        closing = true;
-                        hard_stop = Some(Box::pin(tokio::time::sleep(ctx.limits.idle_timeout)));
-                    }
-                    () = async { match hard_stop.as_mut() { Some(sleep) => sleep.await, None => pending().await } } => {
-                        tracing::debug!(client.addr = %conn.peer, "idle connection closed");
-                        return;
-                    }
+        let served = http1::serve(&mut io, &mut buf, &ctx.gateway, &conn, &ctx.limits, &state);
+        tokio::pin!(served);
+        let next = supervise(
+            served,
+            &activity,
+            ctx.limits.idle_timeout,
+            &mut ctx.shutdown,
+            &mut closing,
+            conn.peer,
+            |_| {
+                // Between requests there is nothing to finish: the connection just goes.
+                if state.is_between_requests() {
+                    return false;
                 }
-            }
-        };
-        if next == http1::Next::Close {
+                state.close_after_response();
+                true
+            },
+        )
+        .await;
+        if next != Some(http1::Next::HandOff) {
             return;
         }
     }
@@ -164,27 +153,58 @@ where
     if closing {
         connection.as_mut().graceful_shutdown();
     }
+    let ended = supervise(
+        connection,
+        &activity,
+        ctx.limits.idle_timeout,
+        &mut ctx.shutdown,
+        &mut closing,
+        peer,
+        |connection| {
+            connection.graceful_shutdown();
+            true
+        },
+    )
+    .await;
+    if let Some(Err(err)) = ended {
+        tracing::debug!(client.addr = %peer, error = %err, "connection ended with error");
+    }
+}
+
+/// Drives `connection` to its end, or drops it. On shutdown and after an idle timeout
+/// it is asked to wind down (`wind_down` returns `false` when it may simply be dropped
+/// instead); one idle period after an idle wind-down it is dropped anyway. `closing`
+/// says whether it was asked to wind down, on entry and on return. `None`: dropped.
+async fn supervise<F: Future>(
+    mut connection: Pin<&mut F>,
+    activity: &Activity,
+    idle_timeout: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    closing: &mut bool,
+    peer: std::net::SocketAddr,
+    mut wind_down: impl FnMut(Pin<&mut F>) -> bool,
+) -> Option<F::Output> {
     let mut hard_stop: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(client.addr = %peer, error = %err, "connection ended with error");
+            output = connection.as_mut() => return Some(output),
+            _ = shutdown.changed(), if !*closing => {
+                *closing = true;
+                if !wind_down(connection.as_mut()) {
+                    return None;
                 }
-                return;
             }
-            _ = ctx.shutdown.changed(), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = until_idle(&activity, ctx.limits.idle_timeout), if hard_stop.is_none() => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-                hard_stop = Some(Box::pin(tokio::time::sleep(ctx.limits.idle_timeout)));
+            () = until_idle(activity, idle_timeout), if hard_stop.is_none() => {
+                *closing = true;
+                if !wind_down(connection.as_mut()) {
+                    tracing::debug!(client.addr = %peer, "idle connection closed");
+                    return None;
+                }
+                hard_stop = Some(Box::pin(tokio::time::sleep(idle_timeout)));
             }
             () = async { match hard_stop.as_mut() { Some(sleep) => sleep.await, None => pending().await } } => {
                 tracing::debug!(client.addr = %peer, "idle connection closed");
-                return;
+                return None;
             }
         }
     }
