@@ -162,7 +162,7 @@ impl Assertions {
         route: &str,
         now: SystemTime,
     ) -> Arc<UpstreamIdentity> {
-        let memo = principal.identity_memo();
+        let memo = principal.session_memo().map(|memo| &memo.identities);
         if let Some(identity) = memo.and_then(|memo| memo.get(route, now)) {
             return identity;
         }

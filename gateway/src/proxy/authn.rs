@@ -16,7 +16,6 @@ use time::OffsetDateTime;
 use super::reject::Reject;
 use super::route::Route;
 use crate::api_token;
-use crate::assertion::IdentityMemo;
 use crate::session::{self, SessionMemo, Sessions};
 use crate::store::{ApiToken, SessionHash, Store, TokenHash, UserId, WorkspaceId};
 
@@ -92,11 +91,6 @@ impl Principal {
     /// What this principal's session may reuse, if the credential was a session.
     pub fn session_memo(&self) -> Option<&SessionMemo> {
         self.memo.as_deref()
-    }
-
-    /// The memo of identities given to this principal's session, if it is one.
-    pub fn identity_memo(&self) -> Option<&IdentityMemo> {
-        self.memo.as_deref().map(|memo| &memo.identities)
     }
 
     /// How the caller signed in: `password`, `oidc`, `saml`, `email_code`, `api_token`.
