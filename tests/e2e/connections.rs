@@ -18,6 +18,14 @@ async fn gateway(upstream: &EchoUpstream, extra: &str) -> Gateway {
     .await
 }
 
+/// An echo upstream, a gateway in front of it, and a connection to the gateway.
+async fn connected() -> (EchoUpstream, Gateway, TcpStream) {
+    let upstream = EchoUpstream::start().await;
+    let gateway = gateway(&upstream, "").await;
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    (upstream, gateway, stream)
+}
+
 /// One response read off a kept connection (bodies framed by `Content-Length`).
 #[derive(Debug)]
 struct Answer {
@@ -90,9 +98,7 @@ async fn closes(stream: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_across_the_hand_off() {
-    let upstream = EchoUpstream::start().await;
-    let gateway = gateway(&upstream, "").await;
-    let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (upstream, _gateway, mut stream) = connected().await;
     // Two bodiless heads (served by the gateway itself), an upload (hyper from here on),
     // and a last GET, in one write.
     stream
@@ -120,9 +126,7 @@ async fn pipelined_requests_are_answered_in_order_across_the_hand_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_carries_gets_and_uploads_in_turn() {
-    let upstream = EchoUpstream::start().await;
-    let gateway = gateway(&upstream, "").await;
-    let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (upstream, _gateway, mut stream) = connected().await;
     for (request, expected) in [
         (&b"GET /one HTTP/1.1\r\nHost: app.test\r\n\r\n"[..], "echo"),
         (
@@ -181,9 +185,7 @@ async fn http10_clients_get_the_connection_handling_they_ask_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_answers_carry_the_length_and_no_body() {
-    let upstream = EchoUpstream::start().await;
-    let gateway = gateway(&upstream, "").await;
-    let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (_upstream, _gateway, mut stream) = connected().await;
     stream
         .write_all(
             b"HEAD / HTTP/1.1\r\nHost: app.test\r\n\r\nGET / HTTP/1.1\r\nHost: app.test\r\n\r\n",
@@ -234,9 +236,7 @@ async fn a_head_that_never_completes_is_dropped_after_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_kept_connections_between_requests() {
-    let upstream = EchoUpstream::start().await;
-    let mut gateway = gateway(&upstream, "").await;
-    let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (_upstream, mut gateway, mut stream) = connected().await;
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
         .await
