@@ -265,8 +265,10 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
         route("keeps", "*", "/keeps", &format!("http://{keeping}"), ""),
         route("closes", "*", "/closes", &format!("http://{closing}"), ""),
     );
+    // One serving thread: every client connection shares its upstream connections.
     let gateway = Gateway::start(Setup {
         routes,
+        extra: "[runtime]\nworkers = 1\n".into(),
         ..Setup::default()
     })
     .await;
@@ -283,6 +285,56 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(closed.load(Ordering::SeqCst), 5);
+}
+
+/// With two serving threads, client connections are spread evenly over them, and each
+/// thread keeps upstream connections of its own: four client connections open at
+/// once, used one after the other, make exactly two upstream connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_serving_thread_keeps_its_own_upstream_connections() {
+    use std::sync::atomic::Ordering;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let ok = |_: &str| "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let (upstream, accepted) = scripted_upstream(ok).await;
+    let gateway = Gateway::start(Setup {
+        routes: route("app", "*", "/", &format!("http://{upstream}"), ""),
+        extra: "[runtime]\nworkers = 2\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(tokio::net::TcpStream::connect(gateway.addr).await.unwrap());
+    }
+    for _ in 0..2 {
+        for client in &mut clients {
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+                .await
+                .unwrap();
+            let mut response = Vec::new();
+            while !response.ends_with(b"\r\n\r\nok") {
+                let mut chunk = [0_u8; 1024];
+                let n = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    client.read(&mut chunk),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+                assert!(
+                    n > 0,
+                    "closed early: {}",
+                    String::from_utf8_lossy(&response)
+                );
+                response.extend_from_slice(&chunk[..n]);
+            }
+            assert!(response.starts_with(b"HTTP/1.1 200 "));
+        }
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one per serving thread");
 }
 
 /// More requests in flight at once than the pool keeps connections: each gets its own

@@ -44,9 +44,12 @@ fn script(target: &str) -> &'static str {
     }
 }
 
+/// A gateway with one serving thread, so that every client connection draws on the
+/// same upstream connections and the tests can count them.
 async fn gateway_for(upstream: SocketAddr) -> Gateway {
     Gateway::start(Setup {
         routes: route("app", "*", "/", &format!("http://{upstream}"), ""),
+        extra: "[runtime]\nworkers = 1\n".into(),
         ..Setup::default()
     })
     .await

@@ -134,7 +134,7 @@ allow = ["127.0.0.0/8", "10.0.0.0/8"]
     .expect("bench configuration with bindings");
     let snapshot = load_snapshot(&policies, Some(&bindings_path), &route_resources(&config))
         .expect("the default bundle loads");
-    let routes = RouteTable::build(config.routes(), StatusCode::NOT_FOUND).expect("routes");
+    let routes = RouteTable::build(config.routes(), StatusCode::NOT_FOUND, 1).expect("routes");
     let main_key = load_main_key(config.main_key(), &|_| Some("ab".repeat(32))).expect("main key");
     Fixture {
         dir,

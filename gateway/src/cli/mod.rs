@@ -126,7 +126,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     "the wall clock can be moved through the internal listener (--unsafe-test-clock): never use this in production"
                 );
             }
-            runtime()?.block_on(server::serve(config))?;
+            // Proxied traffic is served on threads of its own (`net::workers`); this
+            // runtime accepts connections and runs signals, reloads and the store's
+            // upkeep, so one thread is plenty.
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(server::serve(config))?;
             Ok(())
         }
         Command::CheckConfig { file } => {

@@ -74,6 +74,8 @@ pub struct Config {
     pub(crate) unknown_host_status: StatusCode,
     pub(crate) reject_path_parameters: bool,
     pub(crate) limits: Limits,
+    /// Serving threads (`[runtime] workers`; default: the usable CPUs).
+    pub(crate) workers: usize,
     pub(crate) strip_headers: Vec<HeaderName>,
     pub(crate) routes: Vec<RouteConfig>,
     pub(crate) store: StoreUrl,
@@ -291,6 +293,16 @@ impl Config {
             }
         };
         let limits = compile_limits(&ctx, raw.limits)?;
+        let workers = match raw.runtime.workers {
+            None => crate::net::workers::default_count(),
+            Some(workers @ 1..=1024) => workers,
+            Some(other) => {
+                return Err(ctx.invalid(
+                    "runtime.workers",
+                    format!("must be between 1 and 1024, got {other}"),
+                ));
+            }
+        };
         let mut strip_headers = Vec::new();
         for (i, name) in raw
             .identity
@@ -388,6 +400,7 @@ impl Config {
             unknown_host_status,
             reject_path_parameters: raw.network.reject_path_parameters.unwrap_or(true),
             limits,
+            workers,
             strip_headers,
             routes,
             store,

@@ -18,6 +18,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub(crate) limits: RawLimits,
     #[serde(default)]
+    pub(crate) runtime: RawRuntime,
+    #[serde(default)]
     pub(crate) identity: RawIdentity,
     pub(crate) store: Option<RawStore>,
     pub(crate) policy: Option<RawPolicy>,
@@ -78,6 +80,13 @@ pub struct RawLimits {
     pub(crate) header_read_timeout: Option<String>,
     pub(crate) idle_timeout: Option<String>,
     pub(crate) drain_timeout: Option<String>,
+}
+
+/// `[runtime]`: the threads that serve proxied traffic.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntime {
+    pub(crate) workers: Option<usize>,
 }
 
 /// `[identity]`: headers the gateway owns towards upstreams.

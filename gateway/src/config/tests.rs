@@ -67,9 +67,9 @@ fn shipped_example_config_is_valid() {
 fn syntax_errors_name_line_and_column() {
     check(
         "version = 1\nlisten = \"x\"\n",
-        expect![[
-            r#"portcullis.toml: line 2, column 1: unknown field `listen`, expected one of `version`, `listener`, `internal`, `network`, `limits`, `identity`, `store`, `policy`, `keys`, `login`, `email`, `sso`, `passwords`, `sessions`, `route`"#
-        ]],
+        expect![
+            "portcullis.toml: line 2, column 1: unknown field `listen`, expected one of `version`, `listener`, `internal`, `network`, `limits`, `runtime`, `identity`, `store`, `policy`, `keys`, `login`, `email`, `sso`, `passwords`, `sessions`, `route`"
+        ],
     );
     check(
         "version = \n",
@@ -130,6 +130,10 @@ fn top_level_errors() {
         expect![
             "portcullis.toml: `limits.max_header_bytes`: must be between 8192 and 1048576, got 1024"
         ],
+    );
+    check(
+        &with_route("[runtime]\nworkers = 0\n"),
+        expect!["portcullis.toml: `runtime.workers`: must be between 1 and 1024, got 0"],
     );
     check(
         &with_route("[identity]\nstrip_headers = [\"Bad Header\"]\n"),

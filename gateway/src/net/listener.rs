@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use super::framing::{FramingFlag, FramingIo};
 use super::http1;
 use super::idle::{Activity, ActivityIo, until_idle};
+use super::workers::Workers;
 use crate::config::Limits;
 use crate::proxy::RequestBody;
 use crate::proxy::pipeline::{ConnInfo, Gateway, handle};
@@ -42,16 +43,31 @@ pub struct ListenerCtx {
     pub tracker: mpsc::Sender<()>,
 }
 
-/// Accepts connections until shutdown.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, mut ctx: ListenerCtx) {
+/// Accepts connections until shutdown, and hands each to a serving thread, where it
+/// stays until it closes.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    mut ctx: ListenerCtx,
+    workers: Arc<Workers>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let ctx = ctx.clone();
-                    let tls = tls.clone();
-                    tokio::spawn(connection(stream, peer, tls, ctx));
-                }
+                // The socket leaves this runtime's reactor for the worker's.
+                Ok((stream, peer)) => match stream.into_std() {
+                    Ok(stream) => {
+                        let ctx = ctx.clone();
+                        let tls = tls.clone();
+                        workers.spawn(move || async move {
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => connection(stream, peer, tls, ctx).await,
+                                Err(err) => tracing::warn!(client.addr = %peer, error = %err, "cannot register connection"),
+                            }
+                        });
+                    }
+                    Err(err) => tracing::warn!(client.addr = %peer, error = %err, "cannot hand over connection"),
+                },
                 Err(err) => {
                     // Out of file descriptors and similar: back off instead of spinning.
                     tracing::warn!(error = %err, "accept failed");

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::crypto::{CryptoError, MainKeyBox, SecretBox, SigningKey, load_main_key};
 use crate::net::listener::{self, ListenerCtx};
 use crate::net::tls::{self, ReloadableCert, TlsError};
+use crate::net::workers::{Workers, WorkersError};
 use crate::proxy::pipeline::{Gateway, GatewayError};
 use crate::proxy::route::RouteTable;
 use crate::proxy::upstream::UpstreamError;
@@ -61,6 +62,9 @@ pub enum ServeError {
     /// The main key could not be loaded.
     #[error(transparent)]
     Key(#[from] CryptoError),
+    /// The serving threads could not start.
+    #[error(transparent)]
+    Workers(#[from] WorkersError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -84,7 +88,7 @@ pub fn preflight(config: &Config) -> Result<(), ServeError> {
             })?;
         }
     }
-    RouteTable::build(&config.routes, config.unknown_host_status)?;
+    RouteTable::build(&config.routes, config.unknown_host_status, config.workers)?;
     Ok(())
 }
 
@@ -116,6 +120,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (tracker, mut drained) = mpsc::channel::<()>(1);
     let mut certs: Vec<(String, Arc<ReloadableCert>)> = Vec::new();
+    let workers = Arc::new(Workers::start(config.workers)?);
+    tracing::info!(workers = workers.count(), "serving threads started");
 
     for listener in &config.listeners {
         let tcp = TcpListener::bind(listener.bind)
@@ -145,7 +151,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             shutdown: shutdown_rx.clone(),
             tracker: tracker.clone(),
         };
-        tokio::spawn(listener::serve(tcp, acceptor, ctx));
+        tokio::spawn(listener::serve(tcp, acceptor, ctx, Arc::clone(&workers)));
     }
     if let Some(bind) = config.internal {
         let tcp = TcpListener::bind(bind)
@@ -185,6 +191,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     match tokio::time::timeout(config.limits.drain_timeout, drained.recv()).await {
         Ok(_) => tracing::info!("all connections drained"),
         Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
+    }
+    // The accept loops have ended with the shutdown signal, so this is the last owner;
+    // if one is somehow still running, its threads simply end with the process.
+    if let Some(workers) = Arc::into_inner(workers) {
+        workers.stop();
     }
     Ok(())
 }

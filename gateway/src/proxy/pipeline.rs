@@ -146,7 +146,7 @@ impl Gateway {
             login,
             authenticator: Authenticator::new(store, sessions),
             environment: config.policy.environment,
-            routes: RouteTable::build(&config.routes, config.unknown_host_status)?,
+            routes: RouteTable::build(&config.routes, config.unknown_host_status, config.workers)?,
             trusted: TrustedProxies::new(config.trusted_proxies.clone()),
             strip_headers: config.strip_headers.clone(),
             reject_path_parameters: config.reject_path_parameters,

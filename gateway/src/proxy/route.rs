@@ -43,10 +43,12 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Compiles the configured routes, building one pooled upstream client per route.
+    /// Compiles the configured routes, building one pooled upstream client per route
+    /// with connections kept for `threads` serving threads.
     pub fn build(
         routes: &[RouteConfig],
         unknown_host_status: http::StatusCode,
+        threads: usize,
     ) -> Result<RouteTable, UpstreamError> {
         let mut by_host: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
         let mut any_host = Vec::new();
@@ -63,7 +65,7 @@ impl RouteTable {
                 websocket: config.websocket,
                 preserve_host: config.preserve_host,
                 actions: config.actions.clone(),
-                upstream: Upstream::build(config)?,
+                upstream: Upstream::build(config, threads)?,
                 metrics: RouteMetrics::new(&config.id),
             });
             if config.host == "*" {

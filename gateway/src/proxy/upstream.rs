@@ -86,8 +86,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the client for a configured route.
-    pub fn build(route: &RouteConfig) -> Result<Upstream, UpstreamError> {
+    /// Builds the client for a configured route, keeping connections for `threads`
+    /// serving threads.
+    pub fn build(route: &RouteConfig, threads: usize) -> Result<Upstream, UpstreamError> {
         let bad = |problem: &'static str| UpstreamError::Address {
             route: route.id.clone(),
             upstream: route.upstream.to_string(),
@@ -112,7 +113,7 @@ impl Upstream {
             .ok_or_else(|| bad("its host is not a valid Host header"))?;
         Ok(Upstream {
             host,
-            pool: Arc::new(Pool::new(connector)),
+            pool: Arc::new(Pool::new(connector, threads)),
             response_timeout: route.response_timeout,
         })
     }

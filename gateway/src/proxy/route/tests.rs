@@ -52,7 +52,7 @@ upstream = "http://127.0.0.1:1"
 access = "public"
 "#;
     let config = Config::from_toml(Path::new("t.toml"), text).unwrap_or_else(|err| panic!("{err}"));
-    RouteTable::build(&config.routes, StatusCode::MISDIRECTED_REQUEST)
+    RouteTable::build(&config.routes, StatusCode::MISDIRECTED_REQUEST, 1)
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
@@ -117,7 +117,7 @@ fn unknown_hosts() {
         let text = "version = 1\n[[listener]]\nbind = \"127.0.0.1:1\"\n[store]\nurl = \"sqlite://p\"\n[policy]\ndir = \".\"\n[keys]\nmain_key = \"env:K\"\n[[route]]\nid = \"a\"\nhost = \"a.example\"\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\naccess = \"public\"\n";
         let config =
             Config::from_toml(Path::new("t.toml"), text).unwrap_or_else(|err| panic!("{err}"));
-        RouteTable::build(&config.routes, StatusCode::MISDIRECTED_REQUEST)
+        RouteTable::build(&config.routes, StatusCode::MISDIRECTED_REQUEST, 1)
             .unwrap_or_else(|err| panic!("{err}"))
     };
     assert_eq!(route_for(&strict, "b.example", "/"), "421 unknown_host");

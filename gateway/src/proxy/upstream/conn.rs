@@ -28,6 +28,9 @@ pub(super) struct Conn {
     pub(super) read_buf: BytesMut,
     /// When it last finished an exchange (or was opened).
     pub(super) used: Instant,
+    /// The serving thread whose reactor the socket is registered with
+    /// ([`crate::net::workers::current`] when it was opened).
+    pub(super) home: usize,
 }
 
 impl Conn {
@@ -195,6 +198,7 @@ impl Connector {
             stream,
             read_buf: BytesMut::new(),
             used: now,
+            home: crate::net::workers::current(),
         })
     }
 }

@@ -1,4 +1,10 @@
-//! The kept-alive connections of one route's upstream.
+//! The kept-alive connections of one route's upstream, kept per serving thread.
+//!
+//! A socket belongs to the reactor of the thread that opened it: used from another
+//! thread, every readiness event would have to wake that thread's tasks from afar.
+//! So each serving thread ([`crate::net::workers`]) keeps its own idle list, takes
+//! only from it, and a connection always goes back to the list of the thread that
+//! opened it.
 //!
 //! An idle connection is owned by the pool; a request takes one out (the most
 //! recently used, whose buffers are warm) and owns it until its response body ends,
@@ -15,8 +21,9 @@ use std::time::Duration;
 
 use super::conn::{Conn, Connector};
 use crate::clock;
+use crate::net::workers;
 
-/// The most idle connections kept per route.
+/// The most idle connections kept per route and serving thread.
 const KEEP: usize = 64;
 /// A kept connection idle for this long is closed.
 const IDLE: Duration = Duration::from_secs(90);
@@ -24,24 +31,34 @@ const IDLE: Duration = Duration::from_secs(90);
 /// One route's connections.
 pub(super) struct Pool {
     connector: Connector,
-    /// Idle connections, the most recently used last.
-    idle: Mutex<Vec<Conn>>,
+    /// Idle connections of each serving thread, the most recently used last. The
+    /// locks are never contended: only their own thread takes them.
+    idle: Box<[Mutex<Vec<Conn>>]>,
 }
 
 impl Pool {
-    pub(super) fn new(connector: Connector) -> Pool {
+    /// A pool for `threads` serving threads.
+    pub(super) fn new(connector: Connector, threads: usize) -> Pool {
         Pool {
             connector,
-            idle: Mutex::new(Vec::with_capacity(KEEP)),
+            idle: (0..threads.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
         }
     }
 
-    /// The most recently used idle connection that can still take a request.
+    /// The idle list of serving thread `thread`.
+    fn idle(&self, thread: usize) -> Option<&Mutex<Vec<Conn>>> {
+        self.idle.get(thread % self.idle.len())
+    }
+
+    /// The most recently used idle connection of this serving thread that can still
+    /// take a request.
     pub(super) fn checkout(&self) -> Option<Conn> {
         let now = clock::monotonic_now();
         // A poisoned lock only means another request panicked here; the list itself
         // is always consistent, but a fresh connection is safe too.
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.idle(workers::current())?.lock().ok()?;
         // The longest idle is first: retire it once it is stale, one per checkout.
         if idle
             .first()
@@ -57,10 +74,11 @@ impl Pool {
         None
     }
 
-    /// Keeps a connection whose exchange has ended cleanly, unless enough are kept.
+    /// Keeps a connection whose exchange has ended cleanly, unless enough are kept,
+    /// with the serving thread that opened it.
     pub(super) fn put(&self, mut conn: Conn) {
         conn.used = clock::monotonic_now();
-        if let Ok(mut idle) = self.idle.lock()
+        if let Some(Ok(mut idle)) = self.idle(conn.home).map(Mutex::lock)
             && idle.len() < KEEP
         {
             idle.push(conn);
