@@ -98,13 +98,26 @@ pub fn sanitize_request(headers: &mut HeaderMap, extra: &[HeaderName]) {
 /// Removes `__Host-portcullis*` cookies (session, CSRF) from `Cookie` headers: they
 /// prove things to the gateway and are none of the upstream's business.
 fn strip_gateway_cookies(headers: &mut HeaderMap) {
-    let ours = |value: &HeaderValue| {
-        value.as_bytes().split(|&byte| byte == b';').any(|pair| {
-            pair.trim_ascii_start()
-                .starts_with(GATEWAY_COOKIE_PREFIX.as_bytes())
-        })
-    };
-    if !headers.get_all(header::COOKIE).iter().any(ours) {
+    let (mut ours, mut theirs) = (false, false);
+    let pairs = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty());
+    for pair in pairs {
+        if pair.starts_with(GATEWAY_COOKIE_PREFIX.as_bytes()) {
+            ours = true;
+        } else {
+            theirs = true;
+        }
+    }
+    if !ours {
+        return;
+    }
+    if !theirs {
+        // Only the gateway's cookies (an API client, the benchmark): nothing to keep.
+        headers.remove(header::COOKIE);
         return;
     }
     // Taken out whole (HTTP/2 clients may send several lines), then put back filtered.
@@ -139,9 +152,21 @@ fn strip_gateway_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes hop-by-hop headers from an upstream response.
-pub fn sanitize_response(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers);
+/// Whether `name` is a hop-by-hop header (one of the fixed set; the upstream response
+/// parser also drops the names `Connection` lists).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    // By length first: this runs for every header of every response.
+    let name = name.as_str();
+    match name.len() {
+        2 => name == "te",
+        7 => name == "trailer" || name == "upgrade",
+        10 => name == "connection" || name == "keep-alive",
+        16 => name == "proxy-connection",
+        17 => name == "transfer-encoding",
+        18 => name == "proxy-authenticate",
+        19 => name == "proxy-authorization",
+        _ => false,
+    }
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -381,7 +406,10 @@ fn insert_owned(headers: &mut HeaderMap, name: HeaderName, value: String) {
 mod tests {
     use http::{HeaderMap, HeaderName, HeaderValue};
 
-    use super::{ForwardedPeer, UpstreamChain, is_reserved, sanitize_request, set_forwarding};
+    use super::{
+        ForwardedPeer, HOP_BY_HOP, UpstreamChain, is_hop_by_hop, is_reserved, sanitize_request,
+        set_forwarding,
+    };
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -457,6 +485,30 @@ mod tests {
         sanitize_request(&mut map, &[]);
         let cookies: Vec<_> = map.get_all("cookie").iter().collect();
         assert_eq!(cookies, ["a=1;b=2", "c=3"]);
+        // Only the gateway's cookies, on one line or several: no Cookie header at all.
+        let mut map = headers(&[
+            ("cookie", "__Host-portcullis=ws.secret"),
+            ("cookie", " __Host-portcullis-csrf=abc; ;"),
+        ]);
+        sanitize_request(&mut map, &[]);
+        assert!(!map.contains_key("cookie"), "{map:?}");
+    }
+
+    #[test]
+    fn hop_by_hop_names() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in [
+            "host",
+            "content-length",
+            "tex",
+            "trailers",
+            "keep-alive2",
+            "cookie",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
     }
 
     #[test]

@@ -23,12 +23,12 @@ use super::authn::Authenticator;
 use super::authz::{Authorized, RequestFacts, authorize};
 use super::headers::{
     ForwardedPeer, UpstreamChain, X_FORWARDED_FOR, X_FORWARDED_PROTO, sanitize_request,
-    sanitize_response, set_forwarding, set_identity,
+    set_forwarding, set_identity,
 };
 use super::path::{CanonicalPath, PathError};
 use super::reject::{Reject, RequestMeta, error_response, wants_html};
 use super::route::{Route, RouteTable, request_host};
-use super::upstream::{Tunnel, UpstreamError};
+use super::upstream::{ResponseTimer, Tunnel, UpstreamError};
 use super::{Body, RequestBody, full};
 use crate::assertion::Assertions;
 use crate::authz::ActivePolicy;
@@ -91,6 +91,8 @@ pub struct ConnInfo {
     pub framing: FramingFlag,
     /// The peer as the forwarding headers write it.
     pub forwarded: ForwardedPeer,
+    /// The upstream response deadline its requests reuse.
+    pub response_timer: Arc<ResponseTimer>,
 }
 
 impl ConnInfo {
@@ -101,6 +103,7 @@ impl ConnInfo {
             tls,
             framing,
             forwarded: ForwardedPeer::new(peer.ip()),
+            response_timer: Arc::default(),
         }
     }
 }
@@ -346,7 +349,10 @@ async fn proxy<'g>(
             .headers
             .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    let response = route.upstream.send(parts, body, &path).await?;
+    let response = route
+        .upstream
+        .send(parts, body, &path, &conn.response_timer)
+        .await?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -375,7 +381,7 @@ async fn proxy<'g>(
             watch,
             meta.request_id.to_owned(),
         );
-        sanitize_response(&mut parts.headers);
+        // The response head came without hop-by-hop headers (`upstream::codec`).
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -384,9 +390,8 @@ async fn proxy<'g>(
             .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         return Ok(Response::from_parts(parts, full("")));
     }
-    let (mut parts, body) = response.into_parts();
-    sanitize_response(&mut parts.headers);
-    Ok(Response::from_parts(parts, body.boxed()))
+    // Hop-by-hop headers were left out when the head was parsed (`upstream::codec`).
+    Ok(response.map(|body| body.boxed()))
 }
 
 /// Authenticates the caller of a protected route (session cookie or API token in

@@ -11,7 +11,9 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+use crate::proxy::headers::is_hop_by_hop;
 
 /// The most header lines a response head may have (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -108,7 +110,8 @@ pub struct ResponseHead {
     pub status: StatusCode,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
-    /// The headers as sent (hop-by-hop ones included; the proxy strips them).
+    /// The end-to-end headers: hop-by-hop ones, and those `Connection` names, are
+    /// left out (they were read for framing and keep-alive).
     pub headers: HeaderMap,
     /// How the body is delimited.
     pub framing: Framing,
@@ -186,16 +189,22 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Par
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(response.headers.len());
-    for line in response.headers.iter() {
+    let lines: &[httparse::Header<'_>] = response.headers;
+    // Hop-by-hop headers, and those the response's `Connection` names, describe this
+    // connection only: they are read here and never handed on.
+    let connection = ConnectionTokens::of(lines);
+    let mut headers = HeaderMap::with_capacity(lines.len());
+    for line in lines {
         let bad = || HeadError::BadHeader(String::from_utf8_lossy(line.name.as_bytes()).into());
         let name = HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| bad())?;
         let value =
             HeaderValue::from_maybe_shared(frozen.slice_ref(line.value)).map_err(|_| bad())?;
-        headers.append(name, value);
+        if !is_hop_by_hop(&name) && !connection.names(name.as_str()) {
+            headers.append(name, value);
+        }
     }
-    let (framing, delimited) = framing(status, head_request, &headers)?;
-    let reusable = delimited && version == Version::HTTP_11 && !asks_to_close(&headers);
+    let (framing, delimited) = framing(status, head_request, lines)?;
+    let reusable = delimited && version == Version::HTTP_11 && !connection.close;
     Ok(Parsed::Head(ResponseHead {
         status,
         version,
@@ -209,13 +218,19 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Par
 fn framing(
     status: StatusCode,
     head_request: bool,
-    headers: &HeaderMap,
+    lines: &[httparse::Header<'_>],
 ) -> Result<(Framing, bool), HeadError> {
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok((Framing::Tunnel, false));
     }
-    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let named = |wanted: &'static str| {
+        lines
+            .iter()
+            .filter(move |line| line.name.eq_ignore_ascii_case(wanted))
+            .map(|line| line.value)
+    };
+    let mut lengths = named("content-length");
+    let mut codings = named("transfer-encoding");
     let length = lengths.next();
     let coding = codings.next();
     if lengths.next().is_some() {
@@ -226,16 +241,14 @@ fn framing(
             "both Content-Length and Transfer-Encoding",
         ));
     }
-    if coding.is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"chunked"))
+    if coding.is_some_and(|coding| !coding.eq_ignore_ascii_case(b"chunked"))
         || codings.next().is_some()
     {
         return Err(HeadError::Framing(
             "Transfer-Encoding other than exactly `chunked`",
         ));
     }
-    let length = length
-        .map(|value| parse_length(value.as_bytes()))
-        .transpose()?;
+    let length = length.map(parse_length).transpose()?;
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Framing::Empty, true));
     }
@@ -257,13 +270,62 @@ fn parse_length(value: &[u8]) -> Result<u64, HeadError> {
         .ok_or(refuse)
 }
 
-/// Whether a `Connection` header carries the `close` token.
-fn asks_to_close(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+/// What the `Connection` lines of a head say, read in one pass: whether one carries
+/// `close`, and the tokens, which name headers that are hop-by-hop for this message.
+struct ConnectionTokens<'a> {
+    /// The tokens, when there are at most [`KEPT_TOKENS`] (nearly always one).
+    kept: [&'a [u8]; KEPT_TOKENS],
+    count: usize,
+    /// More tokens than kept: [`Self::names`] reads the lines again.
+    lines: Option<&'a [httparse::Header<'a>]>,
+    close: bool,
+}
+
+/// How many `Connection` tokens [`ConnectionTokens`] keeps without re-reading lines.
+const KEPT_TOKENS: usize = 4;
+
+impl<'a> ConnectionTokens<'a> {
+    fn of(lines: &'a [httparse::Header<'a>]) -> ConnectionTokens<'a> {
+        let mut tokens = ConnectionTokens {
+            kept: [&[]; KEPT_TOKENS],
+            count: 0,
+            lines: None,
+            close: false,
+        };
+        for token in Self::all(lines) {
+            tokens.close |= token.eq_ignore_ascii_case(b"close");
+            match tokens.kept.get_mut(tokens.count) {
+                Some(slot) => {
+                    *slot = token;
+                    tokens.count += 1;
+                }
+                None => tokens.lines = Some(lines),
+            }
+        }
+        tokens
+    }
+
+    /// The tokens of every `Connection` line.
+    fn all(lines: &'a [httparse::Header<'a>]) -> impl Iterator<Item = &'a [u8]> {
+        lines
+            .iter()
+            .filter(|line| line.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|line| line.value.split(|&byte| byte == b','))
+            .map(<[u8]>::trim_ascii)
+    }
+
+    /// Whether a token names the header `name`.
+    fn names(&self, name: &str) -> bool {
+        let name = name.as_bytes();
+        match self.lines {
+            Some(lines) => Self::all(lines).any(|token| token.eq_ignore_ascii_case(name)),
+            None => self
+                .kept
+                .iter()
+                .take(self.count)
+                .any(|token| token.eq_ignore_ascii_case(name)),
+        }
+    }
 }
 
 /// Why a chunked body was refused.
