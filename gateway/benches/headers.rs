@@ -26,7 +26,7 @@ use portcullis_gateway::net::client_ip::{TrustedProxies, client_ip};
 use portcullis_gateway::proxy::authn::Principal;
 use portcullis_gateway::proxy::authz::{RequestFacts, authorize};
 use portcullis_gateway::proxy::headers::{
-    ForwardedPeer, UpstreamChain, sanitize_request, set_forwarding, set_identity,
+    ForwardedPeer, HeaderLines, UpstreamChain, sanitize_request, set_forwarding, set_identity,
 };
 
 /// A browser's request as it reaches the gateway.
@@ -84,8 +84,9 @@ fn header_rewrite(c: &mut Criterion) {
             browser_headers,
             |mut headers| {
                 sanitize_request(&mut headers, &strip);
+                let mut added = HeaderLines::with_capacity(1024);
                 set_forwarding(
-                    &mut headers,
+                    &mut added,
                     UpstreamChain::default(),
                     &forwarded_peer,
                     "https",
@@ -96,8 +97,8 @@ fn header_rewrite(c: &mut Criterion) {
                     "app",
                     fixture.now,
                 ));
-                set_identity(&mut headers, &authorized, &identity);
-                headers
+                set_identity(&mut added, &mut headers, &authorized, &identity);
+                (headers, added)
             },
             BatchSize::SmallInput,
         );

@@ -17,6 +17,7 @@ use moka::future::Cache;
 
 use crate::crypto::SigningKey;
 use crate::proxy::authn::Principal;
+use crate::proxy::headers::{HeaderLines, identity_lines};
 
 /// The `iss` of every assertion.
 pub const ISSUER: &str = "portcullis";
@@ -35,9 +36,37 @@ pub struct UpstreamIdentity {
     auth_method: Option<HeaderValue>,
     workspace: Option<HeaderValue>,
     assertion: Option<HeaderValue>,
+    /// All of the above as the header lines a forwarded request gets.
+    lines: HeaderLines,
 }
 
 impl UpstreamIdentity {
+    fn new(
+        issued_at: SystemTime,
+        user: Option<HeaderValue>,
+        email: Option<HeaderValue>,
+        auth_method: Option<HeaderValue>,
+        workspace: Option<HeaderValue>,
+        assertion: Option<HeaderValue>,
+    ) -> UpstreamIdentity {
+        let mut identity = UpstreamIdentity {
+            issued_at,
+            user,
+            email,
+            auth_method,
+            workspace,
+            assertion,
+            lines: HeaderLines::default(),
+        };
+        identity.lines = identity_lines(&identity);
+        identity
+    }
+
+    /// The identity as header lines for a forwarded request (the roles excepted).
+    pub fn lines(&self) -> &HeaderLines {
+        &self.lines
+    }
+
     /// `X-Portcullis-User`; `None` if the user id is not a valid header value.
     pub fn user(&self) -> Option<&HeaderValue> {
         self.user.as_ref()
@@ -207,17 +236,15 @@ impl Assertions {
         self.cache
             .get_with_by_ref(key.as_str(), async {
                 let text = |value: &str| HeaderValue::from_str(value).ok();
-                Arc::new(UpstreamIdentity {
-                    issued_at: now,
-                    user: text(principal.user_id()),
-                    email: principal.email().and_then(text),
-                    auth_method: text(principal.auth_method()),
-                    workspace: (!workspace.is_empty()).then(|| text(&workspace)).flatten(),
-                    assertion: HeaderValue::from_maybe_shared(Bytes::from(
-                        self.sign(principal, route, now),
-                    ))
-                    .ok(),
-                })
+                Arc::new(UpstreamIdentity::new(
+                    now,
+                    text(principal.user_id()),
+                    principal.email().and_then(text),
+                    text(principal.auth_method()),
+                    (!workspace.is_empty()).then(|| text(&workspace)).flatten(),
+                    HeaderValue::from_maybe_shared(Bytes::from(self.sign(principal, route, now)))
+                        .ok(),
+                ))
             })
             .await
     }
@@ -313,14 +340,9 @@ mod tests {
     }
 
     fn identity(issued_at: SystemTime) -> Arc<UpstreamIdentity> {
-        Arc::new(UpstreamIdentity {
-            issued_at,
-            user: None,
-            email: None,
-            auth_method: None,
-            workspace: None,
-            assertion: None,
-        })
+        Arc::new(UpstreamIdentity::new(
+            issued_at, None, None, None, None, None,
+        ))
     }
 
     #[test]

@@ -210,28 +210,132 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Sets the identity headers for an authorized request and removes the gateway's own
-/// credential: the upstream learns who, never the token that proved it. The values
-/// come ready from `identity` (prepared once per principal and route); only the
-/// roles, which the decision gave, are written here.
-pub fn set_identity(headers: &mut HeaderMap, authorized: &Authorized, identity: &UpstreamIdentity) {
+/// Header lines the gateway adds to a forwarded request, in wire form
+/// (`name: value\r\n`), written by the upstream encoder after the client's headers.
+///
+/// They are kept out of the request's `HeaderMap` because most of them are the same
+/// from one request to the next (a connection's forwarding lines, a session's identity
+/// lines) and are prepared once, not inserted and hashed per request. Lines are only
+/// ever made from a `HeaderName` and a value `HeaderValue` accepts, so none can hold a
+/// CR, LF or NUL of its own; the client's headers in the gateway's namespace are
+/// removed before ([`sanitize_request`]), so no name appears twice.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HeaderLines(Vec<u8>);
+
+impl HeaderLines {
+    /// Room for `bytes` of lines.
+    pub fn with_capacity(bytes: usize) -> HeaderLines {
+        HeaderLines(Vec::with_capacity(bytes))
+    }
+
+    /// Adds `name: value`.
+    pub fn push(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.push_raw(name, value.as_bytes());
+    }
+
+    /// Adds `name: value` if `value` is text a header may carry (visible ASCII, space,
+    /// tab); otherwise adds nothing and says so.
+    fn push_text(&mut self, name: &HeaderName, value: &str) -> bool {
+        let fits = value
+            .bytes()
+            .all(|byte| byte == b'\t' || (b' '..=b'~').contains(&byte));
+        if fits {
+            self.push_raw(name, value.as_bytes());
+        }
+        fits
+    }
+
+    fn push_raw(&mut self, name: &HeaderName, value: &[u8]) {
+        self.0.extend_from_slice(name.as_str().as_bytes());
+        self.0.extend_from_slice(b": ");
+        self.0.extend_from_slice(value);
+        self.0.extend_from_slice(b"\r\n");
+    }
+
+    /// Adds every line of `other`.
+    pub fn append(&mut self, other: &HeaderLines) {
+        self.0.extend_from_slice(&other.0);
+    }
+
+    /// The lines as they go on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The lines as name and value pairs (for tests and logs).
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let text = std::str::from_utf8(&self.0).unwrap_or_default();
+        text.split_terminator("\r\n")
+            .filter_map(|line| line.split_once(": "))
+    }
+}
+
+/// The identity lines that stay the same for a principal on a route (prepared once
+/// with the assertion): user, email, sign-in method, workspace, assertion.
+pub fn identity_lines(identity: &UpstreamIdentity) -> HeaderLines {
+    let mut lines = HeaderLines::with_capacity(
+        identity
+            .assertion()
+            .map_or(0, HeaderValue::len)
+            .saturating_add(256),
+    );
+    for (name, value) in identity_values(identity) {
+        lines.push(&name, value);
+    }
+    lines
+}
+
+fn identity_values(
+    identity: &UpstreamIdentity,
+) -> impl Iterator<Item = (HeaderName, &HeaderValue)> {
+    [
+        (X_PORTCULLIS_USER, identity.user()),
+        (X_PORTCULLIS_EMAIL, identity.email()),
+        (X_PORTCULLIS_AUTH_METHOD, identity.auth_method()),
+        (X_PORTCULLIS_WORKSPACE, identity.workspace()),
+        (X_PORTCULLIS_ASSERTION, identity.assertion()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?)))
+}
+
+/// Adds the identity of an authorized request to `lines` and removes the gateway's
+/// own credential from `headers`: the upstream learns who, never the token that proved
+/// it. The lines come ready from `identity`; only the roles, which the decision gave,
+/// are written here.
+pub fn set_identity(
+    lines: &mut HeaderLines,
+    headers: &mut HeaderMap,
+    authorized: &Authorized,
+    identity: &UpstreamIdentity,
+) {
+    remove_gateway_bearer(headers);
+    lines.append(identity.lines());
+    let roles = authorized.roles().join(",");
+    lines.push_text(&X_PORTCULLIS_ROLES, &roles);
+}
+
+/// The same identity as [`set_identity`], as headers of a response (the forward-auth
+/// endpoint's answer, which the front proxy copies onto its request).
+pub fn set_identity_headers(
+    headers: &mut HeaderMap,
+    authorized: &Authorized,
+    identity: &UpstreamIdentity,
+) {
+    remove_gateway_bearer(headers);
+    for (name, value) in identity_values(identity) {
+        headers.insert(name, value.clone());
+    }
+    insert_owned(headers, X_PORTCULLIS_ROLES, authorized.roles().join(","));
+}
+
+fn remove_gateway_bearer(headers: &mut HeaderMap) {
     if headers
         .get(header::AUTHORIZATION)
         .is_some_and(|value| api_token::is_portcullis_bearer(value.as_bytes()))
     {
         headers.remove(header::AUTHORIZATION);
     }
-    let mut set = |name: HeaderName, value: Option<&HeaderValue>| {
-        if let Some(value) = value {
-            headers.insert(name, value.clone());
-        }
-    };
-    set(X_PORTCULLIS_USER, identity.user());
-    set(X_PORTCULLIS_EMAIL, identity.email());
-    set(X_PORTCULLIS_AUTH_METHOD, identity.auth_method());
-    set(X_PORTCULLIS_WORKSPACE, identity.workspace());
-    set(X_PORTCULLIS_ASSERTION, identity.assertion());
-    insert_owned(headers, X_PORTCULLIS_ROLES, authorized.roles().join(","));
 }
 
 /// What a trusted proxy in front of us already said, captured before sanitising.
@@ -244,6 +348,14 @@ pub struct UpstreamChain {
 }
 
 impl UpstreamChain {
+    /// Whether no trusted proxy said anything (or none was asked).
+    fn is_empty(&self) -> bool {
+        self.forwarded_for.is_none()
+            && self.forwarded.is_none()
+            && self.proto.is_none()
+            && self.host.is_none()
+    }
+
     /// Reads the forwarding headers of a request from a trusted proxy.
     pub fn capture(headers: &HeaderMap) -> UpstreamChain {
         let join = |name: HeaderName| {
@@ -272,9 +384,9 @@ pub struct ForwardedPeer {
     /// The address as a `Forwarded` node: `for=192.0.2.1` or `for="[2001:db8::1]"`
     /// (shared: a connection's requests each clone it).
     node: Arc<str>,
-    /// The last `Forwarded` value written without a chain before it, with the host and
-    /// protocol it was for: a connection's requests nearly always name one host, so
-    /// they share one value instead of each formatting and checking it.
+    /// The forwarding lines last written without a chain before them, with the host
+    /// and protocol they were for: a connection's requests nearly always name one
+    /// host, so they share one set of lines instead of each formatting and checking it.
     last: Arc<Mutex<Option<LastForwarded>>>,
 }
 
@@ -282,7 +394,7 @@ pub struct ForwardedPeer {
 struct LastForwarded {
     host: String,
     proto: &'static str,
-    value: HeaderValue,
+    lines: HeaderLines,
 }
 
 impl ForwardedPeer {
@@ -303,24 +415,27 @@ impl ForwardedPeer {
         }
     }
 
-    /// `Forwarded` for this peer alone, reaching `host` over `proto`.
-    fn forwarded(&self, host: &str, proto: &'static str) -> Option<HeaderValue> {
+    /// Adds the forwarding lines for this peer alone (no trusted proxy before it),
+    /// reaching `host` over `proto`.
+    fn push_alone(&self, lines: &mut HeaderLines, host: &str, proto: &'static str) {
         if let Ok(last) = self.last.lock()
             && let Some(last) = last.as_ref()
             && last.proto == proto
             && last.host == host
         {
-            return Some(last.value.clone());
+            lines.append(&last.lines);
+            return;
         }
-        let value = forwarded_element(String::new(), &self.node, host, proto)?;
+        let mut alone = HeaderLines::with_capacity(host.len() * 2 + 128);
+        push_forwarding(&mut alone, UpstreamChain::default(), self, proto, host);
+        lines.append(&alone);
         if let Ok(mut last) = self.last.lock() {
             *last = Some(LastForwarded {
                 host: host.to_owned(),
                 proto,
-                value: value.clone(),
+                lines: alone,
             });
         }
-        Some(value)
     }
 }
 
@@ -341,61 +456,61 @@ fn forwarded_element(
     HeaderValue::from_maybe_shared(Bytes::from(earlier)).ok()
 }
 
-/// Sets `X-Forwarded-For/Proto/Host` and `Forwarded` after sanitising: `peer` is
-/// appended to the chain a trusted proxy sent (`chain`), or starts a new chain.
+/// Adds `X-Forwarded-For/Proto/Host` and `Forwarded`: `peer` is appended to the chain
+/// a trusted proxy sent (`chain`), or starts a new chain. `host` is the request's host
+/// as the client wrote it.
 pub fn set_forwarding(
-    headers: &mut HeaderMap,
+    lines: &mut HeaderLines,
     chain: UpstreamChain,
     peer: &ForwardedPeer,
     proto: &'static str,
     host: &str,
 ) {
-    // Each value is written once into its own buffer and handed to the header map
-    // without another copy; without a chain, the connection's address is shared.
+    if chain.is_empty() {
+        peer.push_alone(lines, host, proto);
+    } else {
+        push_forwarding(lines, chain, peer, proto, host);
+    }
+}
+
+fn push_forwarding(
+    lines: &mut HeaderLines,
+    chain: UpstreamChain,
+    peer: &ForwardedPeer,
+    proto: &'static str,
+    host: &str,
+) {
     match chain.forwarded_for {
         Some(mut earlier) => {
             earlier.push_str(", ");
             earlier.push_str(peer.address.to_str().unwrap_or_default());
-            insert_owned(headers, X_FORWARDED_FOR, earlier);
+            lines.push_text(&X_FORWARDED_FOR, &earlier);
         }
-        None => {
-            headers.insert(X_FORWARDED_FOR, peer.address.clone());
-        }
+        None => lines.push(&X_FORWARDED_FOR, &peer.address),
     }
     let forwarded = match chain.forwarded {
         Some(mut earlier) => {
             earlier.push_str(", ");
             forwarded_element(earlier, &peer.node, host, proto)
         }
-        None => peer.forwarded(host, proto),
+        None => forwarded_element(String::new(), &peer.node, host, proto),
     };
     if let Some(forwarded) = forwarded {
-        headers.insert(header::FORWARDED, forwarded);
+        lines.push(&header::FORWARDED, &forwarded);
     }
     match chain.proto {
-        Some(value) => headers.insert(X_FORWARDED_PROTO, value),
-        None => headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto)),
-    };
-    let client_host = headers
-        .get(header::HOST)
-        .filter(|value| value.as_bytes() == host.as_bytes())
-        .cloned();
-    match chain.host.or(client_host) {
-        Some(value) => {
-            headers.insert(X_FORWARDED_HOST, value);
+        Some(value) => lines.push(&X_FORWARDED_PROTO, &value),
+        None => lines.push(&X_FORWARDED_PROTO, &HeaderValue::from_static(proto)),
+    }
+    match chain.host {
+        Some(value) => lines.push(&X_FORWARDED_HOST, &value),
+        None => {
+            lines.push_text(&X_FORWARDED_HOST, host);
         }
-        None => insert_text(headers, X_FORWARDED_HOST, host),
     }
 }
 
-fn insert_text(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
-}
-
-/// Like [`insert_text`], for a value built for this header: its buffer becomes the
-/// header value as it is.
+/// Inserts a value built for this header: its buffer becomes the header value as it is.
 fn insert_owned(headers: &mut HeaderMap, name: HeaderName, value: String) {
     if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.insert(name, value);
@@ -407,8 +522,8 @@ mod tests {
     use http::{HeaderMap, HeaderName, HeaderValue};
 
     use super::{
-        ForwardedPeer, HOP_BY_HOP, UpstreamChain, is_hop_by_hop, is_reserved, sanitize_request,
-        set_forwarding,
+        ForwardedPeer, HOP_BY_HOP, HeaderLines, UpstreamChain, X_FORWARDED_HOST, X_PORTCULLIS_USER,
+        is_hop_by_hop, is_reserved, sanitize_request, set_forwarding,
     };
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -553,8 +668,10 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
         ]);
         sanitize_request(&mut map, &[]);
+        assert!(map.is_empty(), "{map:?}");
+        let mut lines = HeaderLines::default();
         set_forwarding(
-            &mut map,
+            &mut lines,
             UpstreamChain::default(),
             &ForwardedPeer::new(
                 "192.0.2.1"
@@ -564,6 +681,7 @@ mod tests {
             "https",
             "app.example",
         );
+        let map = as_map(&lines);
         assert_eq!(map["x-forwarded-for"], "192.0.2.1");
         assert_eq!(
             map["forwarded"],
@@ -577,9 +695,12 @@ mod tests {
     fn a_connections_forwarded_value_follows_its_host_and_protocol() {
         let peer = ForwardedPeer::new(std::net::Ipv4Addr::new(192, 0, 2, 9).into());
         let forwarded = |host: &str, proto: &'static str| {
-            let mut map = HeaderMap::new();
-            set_forwarding(&mut map, UpstreamChain::default(), &peer, proto, host);
-            map["forwarded"].to_str().unwrap_or_default().to_owned()
+            let mut lines = HeaderLines::default();
+            set_forwarding(&mut lines, UpstreamChain::default(), &peer, proto, host);
+            as_map(&lines)["forwarded"]
+                .to_str()
+                .unwrap_or_default()
+                .to_owned()
         };
         // Reused, changed and reused again: each time the value for this request.
         for _ in 0..2 {
@@ -610,22 +731,49 @@ mod tests {
             ("x-forwarded-proto", "https"),
         ]);
         let chain = UpstreamChain::capture(&incoming);
-        let mut map = HeaderMap::new();
+        let mut lines = HeaderLines::default();
         let peer = "2001:db8::2"
             .parse()
             .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
         set_forwarding(
-            &mut map,
+            &mut lines,
             chain,
             &ForwardedPeer::new(peer),
             "http",
             "app.example",
         );
+        let map = as_map(&lines);
         assert_eq!(map["x-forwarded-for"], "198.51.100.7, 2001:db8::2");
         assert_eq!(
             map["forwarded"],
             "for=198.51.100.7, for=\"[2001:db8::2]\";host=\"app.example\";proto=http"
         );
         assert_eq!(map["x-forwarded-proto"], "https");
+    }
+
+    /// The gateway's lines as a map, to look values up by name.
+    fn as_map(lines: &HeaderLines) -> HeaderMap {
+        headers(&lines.pairs().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn added_lines_never_carry_a_line_break_of_their_own() {
+        let mut lines = HeaderLines::default();
+        assert!(lines.push_text(&X_FORWARDED_HOST, "app.example:8443"));
+        for bad in ["a\r\nx-portcullis-user: admin", "a\nb", "a\0b", "caf\u{e9}"] {
+            assert!(!lines.push_text(&X_FORWARDED_HOST, bad), "{bad:?}");
+        }
+        lines.push(&X_PORTCULLIS_USER, &HeaderValue::from_static("u-1"));
+        assert_eq!(
+            lines.as_bytes(),
+            b"x-forwarded-host: app.example:8443\r\nx-portcullis-user: u-1\r\n"
+        );
+        assert_eq!(
+            lines.pairs().collect::<Vec<_>>(),
+            [
+                ("x-forwarded-host", "app.example:8443"),
+                ("x-portcullis-user", "u-1")
+            ]
+        );
     }
 }

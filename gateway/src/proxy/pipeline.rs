@@ -22,8 +22,8 @@ use super::allowlist::check_allowlists;
 use super::authn::Authenticator;
 use super::authz::{Authorized, RequestFacts, authorize};
 use super::headers::{
-    ForwardedPeer, UpstreamChain, X_FORWARDED_FOR, X_FORWARDED_PROTO, sanitize_request,
-    set_forwarding, set_identity,
+    ForwardedPeer, HeaderLines, UpstreamChain, X_FORWARDED_FOR, X_FORWARDED_PROTO,
+    sanitize_request, set_forwarding, set_identity, set_identity_headers,
 };
 use super::path::{CanonicalPath, PathError};
 use super::reject::{Reject, RequestMeta, error_response, wants_html};
@@ -175,9 +175,13 @@ impl Gateway {
     }
 }
 
-/// How many headers the gateway may add to a forwarded request: four forwarding
-/// headers, the request id, six identity headers and `Host`.
-pub(crate) const HEADERS_ADDED: usize = 12;
+/// Room for a client request's headers beyond those it came with: `Host` (when the
+/// route names the upstream's) and, on the upgrade path, `Connection` and `Upgrade`.
+pub(crate) const HEADERS_ADDED: usize = 3;
+
+/// What the lines the gateway adds to a request usually take (forwarding, request
+/// id, identity with its assertion), so their buffer is allocated once.
+const ADDED_LINES_BYTES: usize = 1024;
 
 /// The header that tells the upstream the request id.
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-portcullis-request-id");
@@ -319,27 +323,26 @@ async fn proxy<'g>(
     let websocket = route.websocket && is_websocket_upgrade(&request);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
-    // Room for what the gateway adds (forwarding, request id, identity), so the map
-    // grows (and rehashes) once rather than on several inserts.
-    parts.headers.reserve(HEADERS_ADDED);
     let chain = if gateway.trusted.contains(conn.peer.ip().to_canonical()) {
         UpstreamChain::capture(&parts.headers)
     } else {
         UpstreamChain::default()
     };
     sanitize_request(&mut parts.headers, &gateway.strip_headers);
+    // What the gateway adds goes beside the client's headers, ready to write.
+    let mut added = HeaderLines::with_capacity(ADDED_LINES_BYTES);
     let proto = if conn.tls { "https" } else { "http" };
-    set_forwarding(&mut parts.headers, chain, &conn.forwarded, proto, &host.raw);
+    set_forwarding(&mut added, chain, &conn.forwarded, proto, &host.raw);
     if let Some(authorized) = &authorized {
         let identity = gateway
             .assertions
             .for_request(authorized.principal(), &route.id, clock::system_now())
             .await;
-        set_identity(&mut parts.headers, authorized, &identity);
+        set_identity(&mut added, &mut parts.headers, authorized, &identity);
     }
     forwarded_host(&mut parts.headers, route, &host.raw)?;
     if let Ok(id) = HeaderValue::from_str(meta.request_id) {
-        parts.headers.insert(REQUEST_ID_HEADER, id);
+        added.push(&REQUEST_ID_HEADER, &id);
     }
     if websocket {
         parts
@@ -351,7 +354,7 @@ async fn proxy<'g>(
     }
     let response = route
         .upstream
-        .send(parts, body, &path, &conn.response_timer)
+        .send(parts, &added, body, &path, &conn.response_timer)
         .await?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -30,6 +30,7 @@ pub use self::exchange::{BodyError, Tunnel, UpstreamBody};
 use self::exchange::{Outgoing, exchange, is_idempotent, request_framing, response};
 use self::pool::Pool;
 use super::RequestBody;
+use super::headers::HeaderLines;
 use super::path::CanonicalPath;
 use super::reject::Reject;
 use crate::config::RouteConfig;
@@ -122,13 +123,14 @@ impl Upstream {
         })
     }
 
-    /// Sends the request (already sanitised) to `path` and the client's raw query
-    /// (from `parts.uri`), and waits for the response head, bounded by the route's
+    /// Sends the request (already sanitised, with the gateway's `added` header lines)
+    /// to `path` and the client's raw query (from `parts.uri`), and waits for the response head, bounded by the route's
     /// response timeout (connecting included), kept with `timer`. Bodies stream. A
     /// request without a `Host` gets the upstream's.
     pub async fn send(
         &self,
         mut parts: Parts,
+        added: &HeaderLines,
         body: RequestBody,
         path: &CanonicalPath,
         timer: &ResponseTimer,
@@ -143,6 +145,7 @@ impl Upstream {
             path.as_str(),
             query,
             &parts.headers,
+            added,
             framing,
         )
         .map_err(|_| Reject::Internal("forwarded path is not a valid request target"))?;

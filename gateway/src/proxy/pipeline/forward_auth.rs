@@ -21,7 +21,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 
 use super::{
     ConnInfo, Gateway, Reject, RequestMeta, check_access, client_ip, clock, full, request_host,
-    set_identity,
+    set_identity_headers,
 };
 use crate::config::Access;
 use crate::login::LOGIN_PATH;
@@ -137,7 +137,7 @@ pub(super) async fn check(
         .assertions
         .for_request(authorized.principal(), &route.id, clock::system_now())
         .await;
-    set_identity(response.headers_mut(), &authorized, &identity);
+    set_identity_headers(response.headers_mut(), &authorized, &identity);
     Ok(response)
 }
 

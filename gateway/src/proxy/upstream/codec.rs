@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
-use crate::proxy::headers::is_hop_by_hop;
+use crate::proxy::headers::{HeaderLines, is_hop_by_hop};
 
 /// The most header lines a response head may have (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -38,12 +38,14 @@ pub enum RequestFraming {
 #[error("request target holds a byte that cannot go in a request line")]
 pub struct BadTarget;
 
-/// The request line (`path`, and `query` after a `?`) and headers, ready to write.
+/// The request line (`path`, and `query` after a `?`), the client's headers and the
+/// gateway's `added` lines, ready to write.
 pub fn encode_request_head(
     method: &Method,
     path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
+    added: &HeaderLines,
     framing: RequestFraming,
 ) -> Result<Bytes, BadTarget> {
     // Visible ASCII only: a space, CR or LF would end the target early.
@@ -58,6 +60,7 @@ pub fn encode_request_head(
         + method.as_str().len()
         + path.len()
         + query.map_or(0, str::len)
+        + added.as_bytes().len()
         + 64;
     let mut head = BytesMut::with_capacity(size);
     head.extend_from_slice(method.as_str().as_bytes());
@@ -76,6 +79,7 @@ pub fn encode_request_head(
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
+    head.extend_from_slice(added.as_bytes());
     if framing == RequestFraming::Chunked {
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }

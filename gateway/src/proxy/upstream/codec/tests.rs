@@ -1,6 +1,8 @@
 use bytes::BytesMut;
 use expect_test::{Expect, expect};
-use http::{HeaderMap, HeaderValue, Method, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+
+use crate::proxy::headers::HeaderLines;
 
 use super::{
     ChunkError, ChunkedDecoder, Decoded, Parsed, RequestFraming, encode_request_head,
@@ -287,18 +289,32 @@ fn request_heads_are_written_in_order_with_the_framing_asked_for() {
     headers.insert(header::HOST, HeaderValue::from_static("app.test"));
     headers.append("x-a", HeaderValue::from_static("1"));
     headers.append("x-a", HeaderValue::from_static("2"));
+    let none = HeaderLines::default();
+    let mut added = HeaderLines::default();
+    added.push(
+        &HeaderName::from_static("x-portcullis-user"),
+        &HeaderValue::from_static("u-1"),
+    );
     let head = encode_request_head(
         &Method::POST,
         "/p",
         Some("q=1"),
         &headers,
+        &added,
         RequestFraming::Chunked,
     );
     assert_eq!(
         String::from_utf8_lossy(&head.unwrap()),
-        "POST /p?q=1 HTTP/1.1\r\nhost: app.test\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
+        "POST /p?q=1 HTTP/1.1\r\nhost: app.test\r\nx-a: 1\r\nx-a: 2\r\nx-portcullis-user: u-1\r\ntransfer-encoding: chunked\r\n\r\n"
     );
-    let head = encode_request_head(&Method::GET, "/", None, &headers, RequestFraming::Empty);
+    let head = encode_request_head(
+        &Method::GET,
+        "/",
+        None,
+        &headers,
+        &none,
+        RequestFraming::Empty,
+    );
     assert_eq!(
         String::from_utf8_lossy(&head.unwrap()),
         "GET / HTTP/1.1\r\nhost: app.test\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
@@ -310,7 +326,14 @@ fn request_heads_are_written_in_order_with_the_framing_asked_for() {
         ("/\u{e9}", None),
     ] {
         assert_eq!(
-            encode_request_head(&Method::GET, path, query, &headers, RequestFraming::Empty),
+            encode_request_head(
+                &Method::GET,
+                path,
+                query,
+                &headers,
+                &none,
+                RequestFraming::Empty
+            ),
             Err(super::BadTarget),
             "{path:?} {query:?}"
         );
