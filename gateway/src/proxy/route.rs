@@ -149,22 +149,56 @@ pub fn request_host<'a>(
         (None, Some(header)) => header,
         (None, None) => return Err(Reject::BadHost),
     };
-    let authority: http::uri::Authority = raw.parse().map_err(|_| Reject::BadHost)?;
-    if authority.as_str().contains('@') {
-        return Err(Reject::BadHost);
-    }
-    let host = authority.host().to_ascii_lowercase();
-    let valid = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'));
-    if !valid {
-        return Err(Reject::BadHost);
-    }
+    let host = host_part(raw).ok_or(Reject::BadHost)?;
     Ok(RequestHost {
-        name: host,
-        raw: authority.as_str().to_owned(),
+        name: host.to_ascii_lowercase(),
+        raw: raw.to_owned(),
     })
+}
+
+/// The host of `host[:port]`, if both parts are plain: a name or IPv4 address of
+/// letters, digits, `-` and `.`, or a bracketed IPv6 literal; a port of digits up to
+/// 65535. Anything else (user info, percent-encoding, a zone, an unbracketed colon)
+/// is refused, so routing never sees a host that could be read two ways.
+fn host_part(raw: &str) -> Option<&str> {
+    let (host, port) = match raw.strip_prefix('[') {
+        Some(rest) => {
+            let literal_len = rest.find(']')?;
+            let literal = rest.get(..literal_len)?;
+            if literal.is_empty()
+                || !literal
+                    .bytes()
+                    .all(|byte| byte.is_ascii_hexdigit() || matches!(byte, b':' | b'.'))
+            {
+                return None;
+            }
+            let (host, after) = raw.split_at(literal_len + 2);
+            let port = match after {
+                "" => None,
+                after => Some(after.strip_prefix(':')?),
+            };
+            (host, port)
+        }
+        None => {
+            let (host, port) = match raw.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (raw, None),
+            };
+            if host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.'))
+            {
+                return None;
+            }
+            (host, port)
+        }
+    };
+    let port_ok = port.is_none_or(|port| {
+        port.is_empty()
+            || (port.bytes().all(|byte| byte.is_ascii_digit()) && port.parse::<u16>().is_ok())
+    });
+    port_ok.then_some(host)
 }
 
 /// The host a request is for.

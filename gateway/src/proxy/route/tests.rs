@@ -158,4 +158,37 @@ fn host_rules() {
     assert_eq!(host(None, &["user@app.example.com"]), "bad_host");
     assert_eq!(host(None, &["app_example.com"]), "bad_host");
     assert_eq!(host(None, &["[::1]:8080"]), "[::1] ([::1]:8080)");
+    assert_eq!(
+        host(None, &["[2001:DB8::1]"]),
+        "[2001:db8::1] ([2001:DB8::1])"
+    );
+    assert_eq!(
+        host(None, &["127.0.0.1:8080"]),
+        "127.0.0.1 (127.0.0.1:8080)"
+    );
+    assert_eq!(host(None, &["app.example:"]), "app.example (app.example:)");
+    // Nothing that could be read two ways reaches routing.
+    for bad in [
+        "",
+        ":8080",
+        "app.example:8080:1",
+        "app.example:65536",
+        "app.example:+80",
+        "app.example:80a",
+        "app%2eexample",
+        "app example",
+        "::1",
+        "[::1",
+        "[]",
+        "[::1]x",
+        "[::1]:x",
+        "[fe80::1%25eth0]",
+        "[v1.fe80::1]",
+        "user@[::1]",
+        "app.example/x",
+        "app.example?x",
+        "app.example#x",
+    ] {
+        assert_eq!(host(None, &[bad]), "bad_host", "{bad:?}");
+    }
 }
