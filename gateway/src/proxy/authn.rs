@@ -113,8 +113,9 @@ impl Principal {
 pub struct Authenticator {
     store: Store,
     sessions: Option<Arc<Sessions>>,
-    /// Keyed by the token's SHA-256, held inline so a lookup does not allocate.
-    tokens: Cache<[u8; 32], Option<Arc<ApiToken>>>,
+    /// Keyed by the token's SHA-256, held inline so a lookup does not allocate; a
+    /// digest needs no SipHash, a fast seeded hash is enough.
+    tokens: Cache<[u8; 32], Option<Arc<ApiToken>>, foldhash::fast::RandomState>,
 }
 
 impl Authenticator {
@@ -127,7 +128,7 @@ impl Authenticator {
             tokens: Cache::builder()
                 .max_capacity(TOKEN_CACHE_CAPACITY)
                 .time_to_live(TOKEN_CACHE_TTL)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
