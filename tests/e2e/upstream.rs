@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    Gateway, Setup, empty, raw_exchange, raw_get, route, scripted_upstream, send,
+    Gateway, Setup, body, empty, header_values, raw_exchange, raw_get, route, scripted_upstream,
+    send,
 };
 
 fn script(target: &str) -> &'static str {
@@ -37,6 +38,9 @@ fn script(target: &str) -> &'static str {
         }
         "/early" => {
             "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 7\r\nconnection: close\r\n\r\ntoo big"
+        }
+        "/headers" => {
+            "HTTP/1.1 200 OK\r\nX-App: a\r\nSet-Cookie: s=1\r\nSet-Cookie: t=2\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok"
         }
         // `/head` is asked with HEAD: the length is the GET's, and no body follows.
         "/head" => "HTTP/1.1 200 OK\r\ncontent-length: 1024\r\n\r\n",
@@ -195,5 +199,61 @@ async fn only_idempotent_requests_are_retried_on_a_fresh_connection() {
         connections.load(Ordering::SeqCst),
         2,
         "the POST was not sent again"
+    );
+}
+
+/// The upstream's end-to-end headers reach the client as they were sent (repeated
+/// ones in order, its own `Date`), its hop-by-hop ones never do (nor a header its
+/// `Connection` names), whichever server side answers: the gateway's own (a GET) or
+/// hyper (a request with a body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_response_headers_pass_and_hop_by_hop_ones_stop() {
+    let (upstream, _) = scripted_upstream(script).await;
+    let gateway = gateway_for(upstream).await;
+    let raw = raw_exchange(
+        gateway.addr,
+        b"GET /headers HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((raw.status, raw.body.as_str()), (200, "ok"));
+    let lines: Vec<String> = raw.head.lines().skip(1).map(str::to_lowercase).collect();
+    let named = |name: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .filter_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .collect()
+    };
+    assert_eq!(named("x-app"), ["a"], "{lines:?}");
+    assert_eq!(named("set-cookie"), ["s=1", "t=2"], "{lines:?}");
+    assert_eq!(
+        named("date"),
+        ["thu, 01 jan 2026 00:00:00 gmt"],
+        "{lines:?}"
+    );
+    assert_eq!(named("content-length"), ["2"], "{lines:?}");
+    assert_eq!(named("connection"), ["close"], "{lines:?}");
+    assert!(
+        named("x-hop").is_empty() && named("keep-alive").is_empty(),
+        "{lines:?}"
+    );
+
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("http://{}/headers", gateway.addr))
+        .header("host", "app.test")
+        .body(body("x"))
+        .unwrap();
+    let (status, headers, text) = send(request).await;
+    assert_eq!((status.as_u16(), text.as_str()), (200, "ok"));
+    assert_eq!(header_values(&headers, "x-app"), ["a"]);
+    assert_eq!(header_values(&headers, "set-cookie"), ["s=1", "t=2"]);
+    assert_eq!(
+        header_values(&headers, "date"),
+        ["Thu, 01 Jan 2026 00:00:00 GMT"]
+    );
+    assert!(header_values(&headers, "x-hop").is_empty(), "{headers:?}");
+    assert!(
+        header_values(&headers, "keep-alive").is_empty(),
+        "{headers:?}"
     );
 }

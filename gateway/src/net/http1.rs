@@ -34,6 +34,7 @@ use crate::clock;
 use crate::config::Limits;
 use crate::proxy::pipeline::{ConnInfo, Gateway, HEADERS_ADDED, handle};
 use crate::proxy::upstream::BodyError;
+use crate::proxy::upstream::codec::UpstreamHeaders;
 use crate::proxy::{Body, RequestBody};
 
 /// The most headers a head served here may have; one with more (`limits.max_headers`
@@ -395,8 +396,13 @@ where
     S: AsyncWrite + Unpin,
 {
     let (parts, mut body) = response.into_parts();
+    // An upstream's headers come as ready lines, written as they are.
+    let upstream = body.upstream_headers();
     let status = parts.status;
-    let declared = declared_length(&parts.headers);
+    let declared = upstream
+        .as_ref()
+        .and_then(UpstreamHeaders::content_length)
+        .or_else(|| declared_length(&parts.headers));
     let bodiless = status.is_informational() || status == StatusCode::NO_CONTENT;
     let (framing, length_header) = if bodiless {
         (Framing::None, None)
@@ -421,10 +427,10 @@ where
         out,
         status,
         &parts.headers,
+        upstream.as_ref(),
         framing,
         length_header,
-        keep_alive,
-        exchange.version,
+        connection_line(keep_alive, exchange.version),
     );
     drop(parts);
 
@@ -493,14 +499,26 @@ where
 #[error("response body failed: {0}")]
 struct BodyCut(BodyError);
 
+/// The `Connection` line a response needs: `close` when the connection ends after
+/// it, `keep-alive` for an HTTP/1.0 client that keeps it, none otherwise.
+fn connection_line(keep_alive: bool, version: Version) -> &'static [u8] {
+    if !keep_alive {
+        b"connection: close\r\n"
+    } else if version == Version::HTTP_10 {
+        b"connection: keep-alive\r\n"
+    } else {
+        b""
+    }
+}
+
 fn write_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    upstream: Option<&UpstreamHeaders>,
     framing: Framing,
     length: Option<u64>,
-    keep_alive: bool,
-    version: Version,
+    connection: &[u8],
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -520,18 +538,18 @@ fn write_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    // Without hop-by-hop headers or `Content-Length` (`UpstreamHeaders`).
+    if let Some(upstream) = upstream {
+        out.extend_from_slice(upstream.lines());
+    }
     if let Some(length) = length {
         let _ = write!(out, "content-length: {length}\r\n");
     }
     if framing == Framing::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
-    } else if version == Version::HTTP_10 {
-        out.extend_from_slice(b"connection: keep-alive\r\n");
-    }
-    if !headers.contains_key(header::DATE) {
+    out.extend_from_slice(connection);
+    if !upstream.is_some_and(UpstreamHeaders::has_date) && !headers.contains_key(header::DATE) {
         out.extend_from_slice(b"date: ");
         http_date(out);
         out.extend_from_slice(b"\r\n");

@@ -27,8 +27,8 @@ use super::http1;
 use super::idle::{Activity, ActivityIo, until_idle};
 use super::workers::Workers;
 use crate::config::Limits;
-use crate::proxy::RequestBody;
 use crate::proxy::pipeline::{ConnInfo, Gateway, handle};
+use crate::proxy::{RequestBody, with_all_headers};
 
 /// What every connection task of one listener shares.
 #[derive(Clone)]
@@ -160,7 +160,8 @@ where
         let conn = conn.clone();
         async move {
             let request = request.map(RequestBody::Hyper);
-            Ok::<_, Infallible>(handle(&gateway, &conn, request).await)
+            // hyper writes heads from the map alone.
+            Ok::<_, Infallible>(with_all_headers(handle(&gateway, &conn, request).await))
         }
     });
     let builder = http_builder(&ctx.limits);

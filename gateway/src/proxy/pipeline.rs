@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header,
 };
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use portcullis_policy::Environment;
 
@@ -363,7 +362,11 @@ async fn proxy<'g>(
                 "upstream switched protocols unasked".into(),
             ));
         };
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, mut body) = response.into_parts();
+        // The upstream's 101 headers (`Sec-WebSocket-Accept`, …) go to the client.
+        if let Some(upstream_headers) = body.take_headers() {
+            parts.headers = upstream_headers.to_map();
+        }
         let Some(upstream) = body.into_tunnel() else {
             return Err(Reject::Internal("a 101 response without its connection"));
         };
@@ -394,7 +397,7 @@ async fn proxy<'g>(
         return Ok(Response::from_parts(parts, full("")));
     }
     // Hop-by-hop headers were left out when the head was parsed (`upstream::codec`).
-    Ok(response.map(|body| body.boxed()))
+    Ok(response.map(Body::Upstream))
 }
 
 /// Authenticates the caller of a protected route (session cookie or API token in

@@ -1,7 +1,7 @@
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Response, StatusCode, Version, header};
 use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::StreamBody;
 use tokio::io::AsyncReadExt;
 
 use super::{ConnState, Exchange, HeadScratch, Parsed, Replay, parse_head, write_response};
@@ -152,7 +152,7 @@ fn streamed(pieces: &[&'static str]) -> Body {
         .iter()
         .map(|piece| Ok(Frame::data(Bytes::from_static(piece.as_bytes()))))
         .collect();
-    StreamBody::new(futures_util::stream::iter(frames)).boxed()
+    Body::boxed(StreamBody::new(futures_util::stream::iter(frames)))
 }
 
 async fn written(response: Response<Body>, exchange: &Exchange) -> (String, bool) {
@@ -342,7 +342,7 @@ async fn a_closing_connection_says_so_and_a_failing_body_is_an_error() {
         Ok(Frame::data(Bytes::from_static(b"part"))),
         Err(BodyError::Truncated),
     ];
-    let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
+    let body = Body::boxed(StreamBody::new(futures_util::stream::iter(frames)));
     let mut wire = Vec::new();
     let result = write_response(
         &mut wire,

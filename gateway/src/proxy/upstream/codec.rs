@@ -11,7 +11,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
 use crate::proxy::headers::{HeaderLines, is_hop_by_hop};
 
@@ -116,11 +116,76 @@ pub struct ResponseHead {
     pub version: Version,
     /// The end-to-end headers: hop-by-hop ones, and those `Connection` names, are
     /// left out (they were read for framing and keep-alive).
-    pub headers: HeaderMap,
+    pub headers: UpstreamHeaders,
     /// How the body is delimited.
     pub framing: Framing,
     /// Whether the connection may carry another request once this body has ended.
     pub reusable: bool,
+}
+
+/// The end-to-end headers of an upstream response, kept in wire form (`name: value`
+/// lines, names lower-cased) for the client side to write as they are. They become a
+/// `HeaderMap` only where one is needed (connections hyper serves, upgrades): the
+/// common response is never taken apart and put together again.
+///
+/// Hop-by-hop headers, the headers `Connection` names and `Content-Length` (each hop
+/// frames its own body; the value is kept aside) are not among the lines. Every name
+/// and value was checked as `HeaderName` and `HeaderValue` check them, so a line can
+/// neither end early nor fail to become a map entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamHeaders {
+    lines: Bytes,
+    content_length: Option<u64>,
+    has_date: bool,
+}
+
+impl UpstreamHeaders {
+    /// The header lines, each ended by CRLF.
+    pub fn lines(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// The `Content-Length` the response declared (for a `HEAD` request or a 304 too,
+    /// where it describes the body a GET would have had).
+    pub fn content_length(&self) -> Option<u64> {
+        self.content_length
+    }
+
+    /// Whether the upstream sent a `Date`.
+    pub fn has_date(&self) -> bool {
+        self.has_date
+    }
+
+    /// The same headers (with `Content-Length`) as a map, values sharing the lines.
+    pub fn to_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for line in self.lines.split(|&byte| byte == b'\n') {
+            let Some(line) = line.strip_suffix(b"\r") else {
+                continue;
+            };
+            let Some(colon) = memchr::memchr(b':', line) else {
+                continue;
+            };
+            let (name, value) = (line.get(..colon), line.get(colon + 2..));
+            if let (Some(name), Some(value)) = (name, value)
+                && let Ok(name) = HeaderName::from_bytes(name)
+                && let Ok(value) = HeaderValue::from_maybe_shared(self.lines.slice_ref(value))
+            {
+                map.append(name, value);
+            }
+        }
+        if let Some(length) = self.content_length {
+            map.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        map
+    }
+}
+
+/// Whether `value` is what a `HeaderValue` accepts: tab, and bytes from space up but DEL.
+fn is_header_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&byte| byte == b'\t' || (byte >= b' ' && byte != 0x7f))
 }
 
 /// Why a response head was refused.
@@ -197,35 +262,48 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Par
     // Hop-by-hop headers, and those the response's `Connection` names, describe this
     // connection only: they are read here and never handed on.
     let connection = ConnectionTokens::of(lines);
-    let mut headers = HeaderMap::with_capacity(lines.len());
+    let mut kept = BytesMut::with_capacity(len);
+    let mut has_date = false;
     for line in lines {
         let bad = || HeadError::BadHeader(String::from_utf8_lossy(line.name.as_bytes()).into());
         let name = HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| bad())?;
-        let value =
-            HeaderValue::from_maybe_shared(frozen.slice_ref(line.value)).map_err(|_| bad())?;
-        if !is_hop_by_hop(&name) && !connection.names(name.as_str()) {
-            headers.append(name, value);
+        if !is_header_value(line.value) {
+            return Err(bad());
         }
+        if is_hop_by_hop(&name) || name == header::CONTENT_LENGTH || connection.names(name.as_str())
+        {
+            continue;
+        }
+        has_date |= name == header::DATE;
+        kept.extend_from_slice(name.as_str().as_bytes());
+        kept.extend_from_slice(b": ");
+        kept.extend_from_slice(line.value);
+        kept.extend_from_slice(b"\r\n");
     }
-    let (framing, delimited) = framing(status, head_request, lines)?;
+    let (framing, delimited, content_length) = framing(status, head_request, lines)?;
     let reusable = delimited && version == Version::HTTP_11 && !connection.close;
     Ok(Parsed::Head(ResponseHead {
         status,
         version,
-        headers,
+        headers: UpstreamHeaders {
+            lines: kept.freeze(),
+            content_length,
+            has_date,
+        },
         framing,
         reusable,
     }))
 }
 
-/// The body's framing, and whether its end is known without the connection closing.
+/// The body's framing, whether its end is known without the connection closing, and
+/// the declared `Content-Length`.
 fn framing(
     status: StatusCode,
     head_request: bool,
     lines: &[httparse::Header<'_>],
-) -> Result<(Framing, bool), HeadError> {
+) -> Result<(Framing, bool, Option<u64>), HeadError> {
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok((Framing::Tunnel, false));
+        return Ok((Framing::Tunnel, false, None));
     }
     let named = |wanted: &'static str| {
         lines
@@ -254,12 +332,12 @@ fn framing(
     }
     let length = length.map(parse_length).transpose()?;
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::Empty, true));
+        return Ok((Framing::Empty, true, length));
     }
     Ok(match (length, coding) {
-        (Some(length), _) => (Framing::Length(length), true),
-        (None, Some(_)) => (Framing::Chunked, true),
-        (None, None) => (Framing::UntilClose, false),
+        (Some(length), _) => (Framing::Length(length), true, Some(length)),
+        (None, Some(_)) => (Framing::Chunked, true, None),
+        (None, None) => (Framing::UntilClose, false, None),
     })
 }
 

@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::codec::{
     self, ChunkError, ChunkedDecoder, Decoded, Framing, Parsed, RequestFraming, ResponseHead,
+    UpstreamHeaders,
 };
 use super::conn::Conn;
 use super::pool::Pool;
@@ -281,6 +282,7 @@ pub(super) fn response(
         Framing::Tunnel => Reading::Tunnel,
     };
     let mut body = UpstreamBody {
+        headers: Some(head.headers),
         state: Some(Box::new(Live {
             conn,
             pool: Arc::clone(pool),
@@ -298,15 +300,18 @@ pub(super) fn response(
     ) {
         body.finish();
     }
+    // The headers travel with the body, in wire form, until a side needs a map.
     let mut response = Response::new(body);
     *response.status_mut() = head.status;
     *response.version_mut() = head.version;
-    *response.headers_mut() = head.headers;
     response
 }
 
-/// A response body read straight from its upstream connection.
+/// A response body read straight from its upstream connection, carrying the
+/// response's headers in wire form until someone takes them.
 pub struct UpstreamBody {
+    /// The upstream's end-to-end headers, not (yet) in the response's `HeaderMap`.
+    headers: Option<UpstreamHeaders>,
     /// `None` once the body has ended (the connection is back in its pool or closed).
     state: Option<Box<Live>>,
 }
@@ -329,6 +334,12 @@ enum Reading {
 }
 
 impl UpstreamBody {
+    /// The upstream's headers, which the response's own `HeaderMap` does not hold
+    /// (only the first call has them).
+    pub fn take_headers(&mut self) -> Option<UpstreamHeaders> {
+        self.headers.take()
+    }
+
     /// After a 101 response: the connection, as the upstream half of a tunnel.
     pub fn into_tunnel(mut self) -> Option<Tunnel> {
         match self.state.take() {
