@@ -188,10 +188,37 @@ pub struct Decision {
     basis: Basis,
     policies: Vec<String>,
     bindings: Vec<RoleBinding>,
+    /// The roles of `bindings`, sorted, each once (derived, so not serialized: the
+    /// machine-readable output stays as it was).
+    #[serde(skip)]
+    roles: Vec<String>,
     errors: Vec<EvalError>,
 }
 
 impl Decision {
+    fn new(
+        effect: Effect,
+        basis: Basis,
+        policies: Vec<String>,
+        bindings: Vec<RoleBinding>,
+        errors: Vec<EvalError>,
+    ) -> Decision {
+        let mut roles: Vec<String> = bindings
+            .iter()
+            .map(|binding| binding.role.clone())
+            .collect();
+        roles.sort();
+        roles.dedup();
+        Decision {
+            effect,
+            basis,
+            policies,
+            bindings,
+            roles,
+            errors,
+        }
+    }
+
     /// Allow or deny.
     pub fn effect(&self) -> Effect {
         self.effect
@@ -219,6 +246,12 @@ impl Decision {
         &self.bindings
     }
 
+    /// The names of the roles in [`Self::bindings`], sorted, each once (computed with
+    /// the decision, so a remembered decision hands them out without work).
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+
     /// What could not be evaluated.
     pub fn errors(&self) -> &[EvalError] {
         &self.errors
@@ -234,13 +267,7 @@ impl Decision {
             .collect();
         policies.sort();
         policies.dedup();
-        Decision {
-            effect: Effect::Deny,
-            basis: Basis::Error,
-            policies,
-            bindings,
-            errors,
-        }
+        Decision::new(Effect::Deny, Basis::Error, policies, bindings, errors)
     }
 }
 
@@ -648,13 +675,7 @@ fn decide_on(
     } else {
         (Effect::Deny, Basis::Forbid, forbids)
     };
-    Decision {
-        effect,
-        basis,
-        policies,
-        bindings,
-        errors,
-    }
+    Decision::new(effect, basis, policies, bindings, errors)
 }
 
 /// The resource followed by its ancestors, nearest first.

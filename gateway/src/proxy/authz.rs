@@ -5,10 +5,11 @@
 //! The action is the route's per-method entry, else its default, else `http:<METHOD>`.
 //! Every decision is logged with the policy revision that made it.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::Method;
-use portcullis_policy::{Environment, Request, RequestContext};
+use portcullis_policy::{Decision, Environment, Request, RequestContext};
 
 use super::authn::Principal;
 use super::reject::Reject;
@@ -23,7 +24,8 @@ use crate::net::client_ip::ClientIp;
 #[derive(Debug)]
 pub struct Authorized {
     principal: Principal,
-    roles: Vec<String>,
+    /// The allow (shared with the engine's memo while it remembers it).
+    decision: Arc<Decision>,
 }
 
 impl Authorized {
@@ -35,7 +37,7 @@ impl Authorized {
     /// The roles the principal holds on this route's resource (from the bindings the
     /// decision used), sorted and without duplicates.
     pub fn roles(&self) -> &[String] {
-        &self.roles
+        self.decision.roles()
     }
 }
 
@@ -92,14 +94,10 @@ pub fn authorize(
             policy.revision = %revision, user.id = %request.principal, action = %request.action,
             resource = %request.resource, policies = ?decision.policies(), "allowed"
         );
-        let mut roles: Vec<String> = decision
-            .bindings()
-            .iter()
-            .map(|binding| binding.role.clone())
-            .collect();
-        roles.sort();
-        roles.dedup();
-        return Ok(Authorized { principal, roles });
+        return Ok(Authorized {
+            principal,
+            decision,
+        });
     }
     let explanation = snapshot.engine().explain(&decision);
     tracing::info!(

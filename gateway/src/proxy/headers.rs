@@ -236,13 +236,26 @@ impl HeaderLines {
     /// Adds `name: value` if `value` is text a header may carry (visible ASCII, space,
     /// tab); otherwise adds nothing and says so.
     fn push_text(&mut self, name: &HeaderName, value: &str) -> bool {
-        let fits = value
-            .bytes()
-            .all(|byte| byte == b'\t' || (b' '..=b'~').contains(&byte));
+        let fits = is_header_text(value);
         if fits {
             self.push_raw(name, value.as_bytes());
         }
         fits
+    }
+
+    /// Adds `name: a,b,c` for the items that are header text (others are left out).
+    fn push_list(&mut self, name: &HeaderName, items: &[String]) {
+        self.0.extend_from_slice(name.as_str().as_bytes());
+        self.0.extend_from_slice(b": ");
+        let mut first = true;
+        for item in items.iter().filter(|item| is_header_text(item)) {
+            if !first {
+                self.0.push(b',');
+            }
+            first = false;
+            self.0.extend_from_slice(item.as_bytes());
+        }
+        self.0.extend_from_slice(b"\r\n");
     }
 
     fn push_raw(&mut self, name: &HeaderName, value: &[u8]) {
@@ -268,6 +281,13 @@ impl HeaderLines {
         text.split_terminator("\r\n")
             .filter_map(|line| line.split_once(": "))
     }
+}
+
+/// Whether `value` is text a header may carry: visible ASCII, space and tab.
+fn is_header_text(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|byte| byte == b'\t' || (b' '..=b'~').contains(&byte))
 }
 
 /// The identity lines that stay the same for a principal on a route (prepared once
@@ -311,8 +331,7 @@ pub fn set_identity(
 ) {
     remove_gateway_bearer(headers);
     lines.append(identity.lines());
-    let roles = authorized.roles().join(",");
-    lines.push_text(&X_PORTCULLIS_ROLES, &roles);
+    lines.push_list(&X_PORTCULLIS_ROLES, authorized.roles());
 }
 
 /// The same identity as [`set_identity`], as headers of a response (the forward-auth
@@ -533,8 +552,9 @@ mod tests {
     use http::{HeaderMap, HeaderName, HeaderValue};
 
     use super::{
-        ForwardedPeer, HOP_BY_HOP, HeaderLines, UpstreamChain, X_FORWARDED_HOST, X_PORTCULLIS_USER,
-        is_hop_by_hop, is_reserved, sanitize_request, set_forwarding,
+        ForwardedPeer, HOP_BY_HOP, HeaderLines, UpstreamChain, X_FORWARDED_HOST,
+        X_PORTCULLIS_ROLES, X_PORTCULLIS_USER, is_hop_by_hop, is_reserved, sanitize_request,
+        set_forwarding,
     };
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -777,15 +797,22 @@ mod tests {
             assert!(!lines.push_text(&X_FORWARDED_HOST, bad), "{bad:?}");
         }
         lines.push(&X_PORTCULLIS_USER, &HeaderValue::from_static("u-1"));
+        let roles = [
+            "admin".to_owned(),
+            "op\r\nx: y".to_owned(),
+            "viewer".to_owned(),
+        ];
+        lines.push_list(&X_PORTCULLIS_ROLES, &roles);
         assert_eq!(
             lines.as_bytes(),
-            b"x-forwarded-host: app.example:8443\r\nx-portcullis-user: u-1\r\n"
+            b"x-forwarded-host: app.example:8443\r\nx-portcullis-user: u-1\r\nx-portcullis-roles: admin,viewer\r\n"
         );
         assert_eq!(
             lines.pairs().collect::<Vec<_>>(),
             [
                 ("x-forwarded-host", "app.example:8443"),
-                ("x-portcullis-user", "u-1")
+                ("x-portcullis-user", "u-1"),
+                ("x-portcullis-roles", "admin,viewer")
             ]
         );
     }

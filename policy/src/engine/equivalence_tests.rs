@@ -107,13 +107,7 @@ fn reference(
         (cedar_policy::Decision::Deny, true) => (Effect::Deny, Basis::DefaultDeny),
         (cedar_policy::Decision::Deny, false) => (Effect::Deny, Basis::Forbid),
     };
-    Decision {
-        effect,
-        basis,
-        policies,
-        bindings,
-        errors,
-    }
+    Decision::new(effect, basis, policies, bindings, errors)
 }
 
 /// A small deterministic pseudo-random generator (xorshift64*).
