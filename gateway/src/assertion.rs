@@ -41,25 +41,10 @@ pub struct UpstreamIdentity {
 }
 
 impl UpstreamIdentity {
-    fn new(
-        issued_at: SystemTime,
-        user: Option<HeaderValue>,
-        email: Option<HeaderValue>,
-        auth_method: Option<HeaderValue>,
-        workspace: Option<HeaderValue>,
-        assertion: Option<HeaderValue>,
-    ) -> UpstreamIdentity {
-        let mut identity = UpstreamIdentity {
-            issued_at,
-            user,
-            email,
-            auth_method,
-            workspace,
-            assertion,
-            lines: HeaderLines::default(),
-        };
-        identity.lines = identity_lines(&identity);
-        identity
+    /// The identity with its header lines written (they are derived from the values).
+    fn with_lines(mut self) -> UpstreamIdentity {
+        self.lines = identity_lines(&self);
+        self
     }
 
     /// The identity as header lines for a forwarded request (the roles excepted).
@@ -236,15 +221,21 @@ impl Assertions {
         self.cache
             .get_with_by_ref(key.as_str(), async {
                 let text = |value: &str| HeaderValue::from_str(value).ok();
-                Arc::new(UpstreamIdentity::new(
-                    now,
-                    text(principal.user_id()),
-                    principal.email().and_then(text),
-                    text(principal.auth_method()),
-                    (!workspace.is_empty()).then(|| text(&workspace)).flatten(),
-                    HeaderValue::from_maybe_shared(Bytes::from(self.sign(principal, route, now)))
+                Arc::new(
+                    UpstreamIdentity {
+                        issued_at: now,
+                        user: text(principal.user_id()),
+                        email: principal.email().and_then(text),
+                        auth_method: text(principal.auth_method()),
+                        workspace: (!workspace.is_empty()).then(|| text(&workspace)).flatten(),
+                        assertion: HeaderValue::from_maybe_shared(Bytes::from(
+                            self.sign(principal, route, now),
+                        ))
                         .ok(),
-                ))
+                        lines: HeaderLines::default(),
+                    }
+                    .with_lines(),
+                )
             })
             .await
     }
@@ -340,9 +331,18 @@ mod tests {
     }
 
     fn identity(issued_at: SystemTime) -> Arc<UpstreamIdentity> {
-        Arc::new(UpstreamIdentity::new(
-            issued_at, None, None, None, None, None,
-        ))
+        Arc::new(
+            UpstreamIdentity {
+                issued_at,
+                user: None,
+                email: None,
+                auth_method: None,
+                workspace: None,
+                assertion: None,
+                lines: crate::proxy::headers::HeaderLines::default(),
+            }
+            .with_lines(),
+        )
     }
 
     #[test]

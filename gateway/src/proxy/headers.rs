@@ -275,8 +275,9 @@ impl HeaderLines {
         &self.0
     }
 
-    /// The lines as name and value pairs (for tests and logs).
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// The lines as name and value pairs.
+    #[cfg(test)]
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         let text = std::str::from_utf8(&self.0).unwrap_or_default();
         text.split_terminator("\r\n")
             .filter_map(|line| line.split_once(": "))
