@@ -152,19 +152,19 @@ fn strip_gateway_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether `name` is a hop-by-hop header (one of the fixed set; the upstream response
-/// parser also drops the names `Connection` lists).
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+/// Whether `name`, in any case, is a hop-by-hop header (one of the fixed set; the
+/// upstream response parser also drops the names `Connection` lists).
+pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
     // By length first: this runs for every header of every response.
-    let name = name.as_str();
+    let is = |wanted: &[u8]| name.eq_ignore_ascii_case(wanted);
     match name.len() {
-        2 => name == "te",
-        7 => name == "trailer" || name == "upgrade",
-        10 => name == "connection" || name == "keep-alive",
-        16 => name == "proxy-connection",
-        17 => name == "transfer-encoding",
-        18 => name == "proxy-authenticate",
-        19 => name == "proxy-authorization",
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        16 => is(b"proxy-connection"),
+        17 => is(b"transfer-encoding"),
+        18 => is(b"proxy-authenticate"),
+        19 => is(b"proxy-authorization"),
         _ => false,
     }
 }
@@ -554,7 +554,7 @@ mod tests {
 
     use super::{
         ForwardedPeer, HOP_BY_HOP, HeaderLines, UpstreamChain, X_FORWARDED_HOST,
-        X_PORTCULLIS_ROLES, X_PORTCULLIS_USER, is_hop_by_hop, is_reserved, sanitize_request,
+        X_PORTCULLIS_ROLES, X_PORTCULLIS_USER, is_hop_by_hop_name, is_reserved, sanitize_request,
         set_forwarding,
     };
 
@@ -644,7 +644,9 @@ mod tests {
     #[test]
     fn hop_by_hop_names() {
         for name in &HOP_BY_HOP {
-            assert!(is_hop_by_hop(name), "{name}");
+            assert!(is_hop_by_hop_name(name.as_str().as_bytes()), "{name}");
+            let upper = name.as_str().to_ascii_uppercase();
+            assert!(is_hop_by_hop_name(upper.as_bytes()), "{upper}");
         }
         for name in [
             "host",
@@ -654,7 +656,7 @@ mod tests {
             "keep-alive2",
             "cookie",
         ] {
-            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+            assert!(!is_hop_by_hop_name(name.as_bytes()), "{name}");
         }
     }
 

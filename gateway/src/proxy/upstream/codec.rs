@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
-use crate::proxy::headers::{HeaderLines, is_hop_by_hop};
+use crate::proxy::headers::{HeaderLines, is_hop_by_hop_name};
 
 /// The most header lines a response head may have (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -223,14 +223,13 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Par
     if buf.is_empty() {
         return Ok(Parsed::Partial);
     }
-    // Parsed from a frozen view so header values can share the read buffer instead
-    // of being copied; what follows the head goes back into `buf`.
-    let frozen = buf.split().freeze();
+    // Parsed in place: what follows the head (usually the whole body) stays where it
+    // is, and the head is consumed only once it has been read whole.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut response,
-        &frozen,
+        buf,
         &mut slots,
     );
     let len = match parsed {
@@ -238,19 +237,16 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Par
             return Err(HeadError::TooLarge);
         }
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if frozen.len() >= MAX_HEAD_BYTES => {
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
             return Err(HeadError::TooLarge);
         }
-        Ok(httparse::Status::Partial) => {
-            buf.extend_from_slice(&frozen);
-            return Ok(Parsed::Partial);
-        }
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(err) => return Err(HeadError::Malformed(err)),
     };
-    buf.extend_from_slice(frozen.get(len..).unwrap_or_default());
     let status = StatusCode::from_u16(response.code.unwrap_or(0))
         .map_err(|_| HeadError::Malformed(httparse::Error::Status))?;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+        buf.advance(len);
         return Ok(Parsed::Interim);
     }
     let version = if response.version == Some(0) {
@@ -262,31 +258,39 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Par
     // Hop-by-hop headers, and those the response's `Connection` names, describe this
     // connection only: they are read here and never handed on.
     let connection = ConnectionTokens::of(lines);
-    let mut kept = BytesMut::with_capacity(len);
+    let mut kept = Vec::with_capacity(len);
     let mut has_date = false;
     for line in lines {
-        let bad = || HeadError::BadHeader(String::from_utf8_lossy(line.name.as_bytes()).into());
-        let name = HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| bad())?;
+        // httparse let through only token characters in the name, the ones
+        // `HeaderName` accepts; the value is checked as `HeaderValue` checks it.
+        let name = line.name.as_bytes();
         if !is_header_value(line.value) {
-            return Err(bad());
+            return Err(HeadError::BadHeader(String::from_utf8_lossy(name).into()));
         }
-        if is_hop_by_hop(&name) || name == header::CONTENT_LENGTH || connection.names(name.as_str())
+        if is_hop_by_hop_name(name)
+            || name.eq_ignore_ascii_case(b"content-length")
+            || connection.names(name)
         {
             continue;
         }
-        has_date |= name == header::DATE;
-        kept.extend_from_slice(name.as_str().as_bytes());
+        has_date |= name.eq_ignore_ascii_case(b"date");
+        let start = kept.len();
+        kept.extend_from_slice(name);
+        if let Some(written) = kept.get_mut(start..) {
+            written.make_ascii_lowercase();
+        }
         kept.extend_from_slice(b": ");
         kept.extend_from_slice(line.value);
         kept.extend_from_slice(b"\r\n");
     }
     let (framing, delimited, content_length) = framing(status, head_request, lines)?;
     let reusable = delimited && version == Version::HTTP_11 && !connection.close;
+    buf.advance(len);
     Ok(Parsed::Head(ResponseHead {
         status,
         version,
         headers: UpstreamHeaders {
-            lines: kept.freeze(),
+            lines: Bytes::from(kept),
             content_length,
             has_date,
         },
@@ -397,8 +401,7 @@ impl<'a> ConnectionTokens<'a> {
     }
 
     /// Whether a token names the header `name`.
-    fn names(&self, name: &str) -> bool {
-        let name = name.as_bytes();
+    fn names(&self, name: &[u8]) -> bool {
         match self.lines {
             Some(lines) => Self::all(lines).any(|token| token.eq_ignore_ascii_case(name)),
             None => self
