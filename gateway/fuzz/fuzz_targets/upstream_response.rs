@@ -1,6 +1,7 @@
 //! The upstream response parsers never panic, and how the bytes are split across
 //! reads never changes what they make of them: the head (status, headers, framing,
-//! whether the connection may be kept) and the decoded chunked body.
+//! whether the connection may be kept) and the decoded chunked body. Every header line
+//! kept is one `http` accepts.
 #![no_main]
 
 use bytes::BytesMut;
@@ -24,6 +25,15 @@ fn read(stream: &[u8], step: usize, head_request: bool) -> String {
             Err(err) => return format!("head error: {err}"),
         }
     };
+    // Every kept line is a header `http` accepts: none is lost turning them into a map.
+    let lines = head
+        .headers
+        .lines()
+        .split(|&byte| byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .count();
+    let declared = usize::from(head.headers.content_length().is_some());
+    assert_eq!(head.headers.to_map().len(), lines + declared, "a kept header line was refused");
     let mut outcome = format!(
         "{} {:?} {:?} {} {:?};",
         head.status, head.version, head.framing, head.reusable, head.headers

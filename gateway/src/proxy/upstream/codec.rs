@@ -181,13 +181,6 @@ impl UpstreamHeaders {
     }
 }
 
-/// Whether `value` is what a `HeaderValue` accepts: tab, and bytes from space up but DEL.
-fn is_header_value(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&byte| byte == b'\t' || (byte >= b' ' && byte != 0x7f))
-}
-
 /// Why a response head was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeadError {
@@ -197,9 +190,6 @@ pub enum HeadError {
     /// The head is longer than [`MAX_HEAD_BYTES`].
     #[error("response head larger than {MAX_HEAD_BYTES} bytes")]
     TooLarge,
-    /// A header name or value that `http` does not accept.
-    #[error("response header `{0}` is not valid")]
-    BadHeader(String),
     /// The body's end could be read more than one way.
     #[error("ambiguous response framing: {0}")]
     Framing(&'static str),
@@ -261,12 +251,9 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Par
     let mut kept = Vec::with_capacity(len);
     let mut has_date = false;
     for line in lines {
-        // httparse let through only token characters in the name, the ones
-        // `HeaderName` accepts; the value is checked as `HeaderValue` checks it.
+        // httparse lets through only what `HeaderName` and `HeaderValue` accept:
+        // token characters in a name; tab, space to `~` and bytes from 0x80 in a value.
         let name = line.name.as_bytes();
-        if !is_header_value(line.value) {
-            return Err(HeadError::BadHeader(String::from_utf8_lossy(name).into()));
-        }
         if is_hop_by_hop_name(name)
             || name.eq_ignore_ascii_case(b"content-length")
             || connection.names(name)

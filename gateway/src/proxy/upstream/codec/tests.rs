@@ -186,9 +186,15 @@ fn ambiguous_or_malformed_responses_are_refused() {
         "HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
         expect!["error: malformed response head: invalid header name"],
     );
+    for value in ["b\rc", "b\0c", "b\x7fc", "b\x01"] {
+        refused(
+            &format!("HTTP/1.1 200 OK\r\nx-a: {value}\r\n\r\n"),
+            expect!["error: malformed response head: invalid header value"],
+        );
+    }
     refused(
-        "HTTP/1.1 200 OK\r\nx-a: b\rc\r\n\r\n",
-        expect!["error: malformed response head: invalid header value"],
+        "HTTP/1.1 200 OK\r\nx(a): b\r\n\r\n",
+        expect!["error: malformed response head: invalid header name"],
     );
     refused(
         "HTTP/2 200 OK\r\n\r\n",
