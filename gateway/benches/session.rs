@@ -54,13 +54,15 @@ fn session_lookup(c: &mut Criterion) {
     // Warm the cache (and prove the lookup succeeds) before measuring.
     fixture
         .runtime
-        .block_on(authenticator.authenticate(&headers, route, now))
+        .block_on(authenticator.authenticate(&headers, route, fixture.now))
         .expect("the session authenticates");
     c.bench_function("cookie → session (warm cache)", |b| {
         b.iter(|| {
-            fixture
-                .runtime
-                .block_on(authenticator.authenticate(black_box(&headers), route, now))
+            fixture.runtime.block_on(authenticator.authenticate(
+                black_box(&headers),
+                route,
+                fixture.now,
+            ))
         });
     });
 }

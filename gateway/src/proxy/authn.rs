@@ -11,12 +11,11 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, header};
 use moka::future::Cache;
-use time::OffsetDateTime;
 
 use super::reject::Reject;
 use super::route::Route;
 use crate::api_token;
-use crate::session::{self, SessionMemo, Sessions};
+use crate::session::{self, Live, SessionMemo, Sessions};
 use crate::store::{ApiToken, SessionHash, Store, TokenHash, UserId, WorkspaceId};
 
 /// How long a token record (or its absence) is trusted without asking the store.
@@ -27,13 +26,13 @@ const TOKEN_CACHE_CAPACITY: u64 = 100_000;
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    user_id: String,
+    user_id: Arc<str>,
     /// The user's email, when the store knows it.
     email: Option<Arc<str>>,
     /// The user and workspace as stored, when the credential came from the store.
     stored: Option<(UserId, WorkspaceId)>,
     /// The session, when the credential is a session cookie.
-    session: Option<(WorkspaceId, SessionHash)>,
+    session: Option<Live>,
     /// What the session's requests may reuse, for a session principal.
     memo: Option<Arc<SessionMemo>>,
     auth_method: &'static str,
@@ -50,7 +49,7 @@ impl Principal {
         authenticated_at: SystemTime,
     ) -> Principal {
         Principal {
-            user_id,
+            user_id: Arc::from(user_id),
             email: None,
             stored: None,
             session: None,
@@ -76,9 +75,17 @@ impl Principal {
         self.stored
     }
 
-    /// The session behind this principal, if the credential was a session cookie.
-    pub fn session(&self) -> Option<&(WorkspaceId, SessionHash)> {
-        self.session.as_ref()
+    /// The user's id, shared.
+    pub fn user_id_shared(&self) -> &Arc<str> {
+        &self.user_id
+    }
+
+    /// The session behind this principal (its workspace and hash), if the credential
+    /// was a session cookie.
+    pub fn session(&self) -> Option<(WorkspaceId, &SessionHash)> {
+        self.session
+            .as_ref()
+            .map(|live| (live.session().workspace_id, &live.session().hash))
     }
 
     /// The same principal as if it came with a session's memo (for tests).
@@ -115,7 +122,16 @@ pub struct Authenticator {
     sessions: Option<Arc<Sessions>>,
     /// Keyed by the token's SHA-256, held inline so a lookup does not allocate; a
     /// digest needs no SipHash, a fast seeded hash is enough.
-    tokens: Cache<[u8; 32], Option<Arc<ApiToken>>, foldhash::fast::RandomState>,
+    tokens: Cache<[u8; 32], Option<Arc<CachedToken>>, foldhash::fast::RandomState>,
+}
+
+/// A token record with what every request reads of it prepared once.
+struct CachedToken {
+    token: ApiToken,
+    user_text: Arc<str>,
+    email: Option<Arc<str>>,
+    /// Until when the token may be used (`None`: revoked), on the request clock.
+    usable_until: Option<SystemTime>,
 }
 
 impl Authenticator {
@@ -142,7 +158,7 @@ impl Authenticator {
         &self,
         headers: &HeaderMap,
         route: &Route,
-        now: OffsetDateTime,
+        now: SystemTime,
     ) -> Result<Principal, Reject> {
         let unauthenticated = || Reject::Unauthenticated {
             resource: route.resource.clone().unwrap_or_default(),
@@ -151,22 +167,23 @@ impl Authenticator {
             (&self.sessions, session::presented(headers))
         {
             let found = sessions
-                .find_with_memo(workspace, &hash, now)
+                .find_live(workspace, &hash, now)
                 .await
                 .map_err(|err| {
                     tracing::error!(error = %err, "session lookup failed");
                     Reject::StoreUnavailable
                 })?;
-            if let Some((session, memo)) = found {
+            if let Some(live) = found {
+                let session = live.session();
                 return Ok(Principal {
-                    user_id: session.user_id.to_text(),
+                    user_id: Arc::clone(live.user_text()),
                     email: session.user_email.clone(),
                     stored: Some((session.user_id, session.workspace_id)),
-                    session: Some((workspace, hash.clone())),
-                    memo: Some(memo),
+                    memo: Some(Arc::clone(live.memo())),
                     auth_method: session.auth_method.as_str(),
                     mfa: session.mfa_done,
-                    authenticated_at: SystemTime::from(session.created_at),
+                    authenticated_at: live.created(),
+                    session: Some(live),
                 });
             }
         }
@@ -189,16 +206,16 @@ impl Authenticator {
         };
         let record = self.lookup(workspace, hash).await?;
         match record {
-            Some(token) if token.is_usable(now) => Ok(Principal {
-                user_id: token.created_by.to_text(),
-                email: token.creator_email.as_deref().map(Arc::from),
-                stored: Some((token.created_by, token.workspace_id)),
+            Some(cached) if cached.usable_until.is_some_and(|until| now < until) => Ok(Principal {
+                user_id: Arc::clone(&cached.user_text),
+                email: cached.email.clone(),
+                stored: Some((cached.token.created_by, cached.token.workspace_id)),
                 session: None,
                 memo: None,
                 auth_method: "api_token",
                 mfa: false,
                 // A bearer token authenticates each request anew.
-                authenticated_at: SystemTime::from(now),
+                authenticated_at: now,
             }),
             _ => Err(unauthenticated()),
         }
@@ -208,7 +225,7 @@ impl Authenticator {
         &self,
         workspace: crate::store::WorkspaceId,
         hash: TokenHash,
-    ) -> Result<Option<Arc<ApiToken>>, Reject> {
+    ) -> Result<Option<Arc<CachedToken>>, Reject> {
         let key = <[u8; 32]>::try_from(hash.as_bytes())
             .map_err(|_| Reject::Internal("token hash is not SHA-256"))?;
         let store = &self.store;
@@ -218,7 +235,19 @@ impl Authenticator {
                 store
                     .get_api_token_by_hash(workspace, &hash)
                     .await
-                    .map(|found| found.map(Arc::new))
+                    .map(|found| {
+                        found.map(|token| {
+                            Arc::new(CachedToken {
+                                usable_until: token
+                                    .revoked_at
+                                    .is_none()
+                                    .then(|| SystemTime::from(token.expires_at)),
+                                user_text: Arc::from(token.created_by.to_text()),
+                                email: token.creator_email.as_deref().map(Arc::from),
+                                token,
+                            })
+                        })
+                    })
             })
             .await
             .map_err(|err| {

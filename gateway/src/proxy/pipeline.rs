@@ -10,6 +10,7 @@ mod forward_auth;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header,
@@ -309,11 +310,21 @@ async fn proxy<'g>(
     let route = gateway.routes.lookup(&host.name, &path)?;
     *route_found = Some(route);
     check_allowlists(client, route.allowlist.as_ref())?;
+    // One reading of the wall clock serves the whole request (sessions, the decision's
+    // context, the assertion).
+    let now = clock::system_now();
     let authorized = if route.access == Access::Protected {
         Some(
-            check_access(gateway, route, request.headers(), request.method(), client)
-                .await
-                .map_err(|reject| sign_in_instead(gateway, reject, &request, meta))?,
+            check_access(
+                gateway,
+                route,
+                request.headers(),
+                request.method(),
+                client,
+                now,
+            )
+            .await
+            .map_err(|reject| sign_in_instead(gateway, reject, &request, meta))?,
         )
     } else {
         None
@@ -335,7 +346,7 @@ async fn proxy<'g>(
     if let Some(authorized) = &authorized {
         let identity = gateway
             .assertions
-            .for_request(authorized.principal(), &route.id, clock::system_now())
+            .for_request(authorized.principal(), &route.id, now)
             .await;
         set_identity(&mut added, &mut parts.headers, authorized, &identity);
     }
@@ -377,7 +388,7 @@ async fn proxy<'g>(
             .zip(gateway.authenticator.sessions())
             .map(|((workspace, hash), sessions)| SessionWatch {
                 sessions: Arc::clone(sessions),
-                workspace: *workspace,
+                workspace,
                 hash: hash.clone(),
             });
         spawn_tunnel(
@@ -409,11 +420,11 @@ pub(super) async fn check_access(
     headers: &HeaderMap,
     method: &Method,
     client: ClientIp,
+    now: SystemTime,
 ) -> Result<Authorized, Reject> {
-    let now = clock::system_now();
     let principal = gateway
         .authenticator
-        .authenticate(headers, route, time::OffsetDateTime::from(now))
+        .authenticate(headers, route, now)
         .await?;
     let snapshot = gateway.policy.snapshot();
     let remembered = principal.session_memo().and_then(SessionMemo::bindings);

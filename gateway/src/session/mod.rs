@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, header};
 use moka::future::Cache;
@@ -105,13 +105,84 @@ impl From<StoreError> for SessionError {
     }
 }
 
-/// A cached session and its in-memory last-seen time.
+/// A cached session and its in-memory last-seen time, with what every request reads
+/// of it prepared once when the record is read.
 struct Cached {
     session: Session,
+    /// The last request seen, in Unix seconds (written back to the store now and then).
     last_seen: AtomicI64,
     last_written: AtomicI64,
     /// What this session's requests computed and may reuse while the record lives.
     memo: Arc<SessionMemo>,
+    /// The user id as text (the Cedar principal, the identity header).
+    user_text: Arc<str>,
+    /// The record's times on the clock requests carry, so a request's checks compare
+    /// instants instead of converting calendar dates.
+    created: SystemTime,
+    expires: SystemTime,
+    stored_last_seen: SystemTime,
+    idle: Duration,
+}
+
+impl Cached {
+    fn new(session: Session) -> Cached {
+        let seen = session.last_seen_at.unix_timestamp();
+        Cached {
+            user_text: Arc::from(session.user_id.to_text()),
+            created: SystemTime::from(session.created_at),
+            expires: SystemTime::from(session.absolute_expiry),
+            stored_last_seen: SystemTime::from(session.last_seen_at),
+            // A negative idle timeout (never stored) ends the session at once.
+            idle: Duration::try_from(session.idle_timeout).unwrap_or_default(),
+            last_seen: AtomicI64::new(seen),
+            last_written: AtomicI64::new(seen),
+            memo: Arc::default(),
+            session,
+        }
+    }
+
+    /// [`Session::is_active`] with the in-memory last-seen time, on the request clock.
+    fn is_active(&self, now: SystemTime) -> bool {
+        let remembered = u64::try_from(self.last_seen.load(Ordering::Relaxed))
+            .map_or(SystemTime::UNIX_EPOCH, |secs| {
+                SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+            });
+        let seen = self.stored_last_seen.max(remembered);
+        self.session.revoked_at.is_none() && now < self.expires && now < seen + self.idle
+    }
+}
+
+/// A live session as one request found it: the cached record, shared (nothing is
+/// copied per request).
+#[derive(Clone)]
+pub struct Live(Arc<Cached>);
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live(..)")
+    }
+}
+
+impl Live {
+    /// The record as it was read (its last-seen time may be older than the session's).
+    pub fn session(&self) -> &Session {
+        &self.0.session
+    }
+
+    /// What the session's requests may reuse while this record lives.
+    pub fn memo(&self) -> &Arc<SessionMemo> {
+        &self.0.memo
+    }
+
+    /// The user id as text.
+    pub fn user_text(&self) -> &Arc<str> {
+        &self.0.user_text
+    }
+
+    /// When the session began.
+    pub fn created(&self) -> SystemTime {
+        self.0.created
+    }
 }
 
 /// What a session's requests computed and may reuse while its cached record lives
@@ -202,55 +273,55 @@ impl Sessions {
         now: OffsetDateTime,
     ) -> Result<Option<Session>, SessionError> {
         Ok(self
-            .find_with_memo(workspace, hash, now)
+            .find_live(workspace, hash, SystemTime::from(now))
             .await?
-            .map(|(session, _)| session))
+            .map(|live| current(&live.0)))
     }
 
-    /// As [`Sessions::find`], with what the session's requests may reuse while this
-    /// cached record of it lives.
-    pub async fn find_with_memo(
+    /// As [`Sessions::find`], for the request path: the shared cached record, with
+    /// what the session's requests may reuse while it lives.
+    pub async fn find_live(
         &self,
         workspace: WorkspaceId,
         hash: &SessionHash,
-        now: OffsetDateTime,
-    ) -> Result<Option<(Session, Arc<SessionMemo>)>, SessionError> {
+        now: SystemTime,
+    ) -> Result<Option<Live>, SessionError> {
         let Some(cached) = self.cached(workspace, hash).await? else {
             return Ok(None);
         };
-        let session = current(&cached);
-        if !session.is_active(now) {
+        if !cached.is_active(now) {
             return Ok(None);
         }
+        let now_secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+            });
         // Read first: the stamp moves once a second, and a write on every request
         // would bounce its cache line between the cores serving one session.
-        if cached.last_seen.load(Ordering::Relaxed) < now.unix_timestamp() {
-            cached
-                .last_seen
-                .fetch_max(now.unix_timestamp(), Ordering::Relaxed);
+        if cached.last_seen.load(Ordering::Relaxed) < now_secs {
+            cached.last_seen.fetch_max(now_secs, Ordering::Relaxed);
         }
         let written = cached.last_written.load(Ordering::Relaxed);
-        let interval = TOUCH_EVERY.min(session.idle_timeout / 4).whole_seconds();
-        if now.unix_timestamp() - written >= interval
+        let interval = TOUCH_EVERY
+            .min(cached.session.idle_timeout / 4)
+            .whole_seconds();
+        if now_secs - written >= interval
             && cached
                 .last_written
-                .compare_exchange(
-                    written,
-                    now.unix_timestamp(),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(written, now_secs, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
             let store = self.store.clone();
             let hash = hash.clone();
+            let now = OffsetDateTime::from(now);
             tokio::spawn(async move {
                 if let Err(err) = store.touch_session(workspace, &hash, now).await {
                     tracing::warn!(error = %err, "could not record session activity");
                 }
             });
         }
-        Ok(Some((session, Arc::clone(&cached.memo))))
+        Ok(Some(Live(cached)))
     }
 
     /// Whether the session is still live at `now`, without counting as activity (for
@@ -262,7 +333,7 @@ impl Sessions {
         now: OffsetDateTime,
     ) -> bool {
         match self.cached(workspace, hash).await {
-            Ok(Some(cached)) => current(&cached).is_active(now),
+            Ok(Some(cached)) => cached.is_active(SystemTime::from(now)),
             Ok(None) | Err(_) => false,
         }
     }
@@ -282,15 +353,7 @@ impl Sessions {
         self.cache
             .try_get_with_by_ref(&key, async move {
                 let found = store.get_session(workspace, &lookup).await?;
-                Ok::<_, StoreError>(found.map(|session| {
-                    let seen = session.last_seen_at.unix_timestamp();
-                    Arc::new(Cached {
-                        session,
-                        last_seen: AtomicI64::new(seen),
-                        last_written: AtomicI64::new(seen),
-                        memo: Arc::default(),
-                    })
-                }))
+                Ok::<_, StoreError>(found.map(|session| Arc::new(Cached::new(session))))
             })
             .await
             .map_err(SessionError)

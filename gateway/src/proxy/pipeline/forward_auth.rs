@@ -116,7 +116,8 @@ pub(super) async fn check(
     if route.access == Access::Public {
         return Ok(response);
     }
-    let authorized = match check_access(gateway, route, headers, &method, client).await {
+    let now = clock::system_now();
+    let authorized = match check_access(gateway, route, headers, &method, client, now).await {
         Ok(authorized) => authorized,
         Err(Reject::Unauthenticated { .. })
             if wants_redirect(request)
@@ -135,7 +136,7 @@ pub(super) async fn check(
     };
     let identity = gateway
         .assertions
-        .for_request(authorized.principal(), &route.id, clock::system_now())
+        .for_request(authorized.principal(), &route.id, now)
         .await;
     set_identity_headers(response.headers_mut(), &authorized, &identity);
     Ok(response)
