@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use super::framing::{FramingFlag, FramingIo};
 use super::http1;
 use super::idle::{Activity, ActivityIo, until_idle};
+use super::watched::{self, First};
 use super::workers::Workers;
 use crate::config::Limits;
 use crate::proxy::pipeline::{ConnInfo, Gateway, handle};
@@ -203,15 +204,24 @@ async fn supervise<F: Future>(
 ) -> Option<F::Output> {
     let mut hard_stop: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
-        tokio::select! {
-            output = connection.as_mut() => return Some(output),
-            _ = shutdown.changed(), if !*closing => {
+        // Polled only when one of them woke the task (`watched`), not on every read
+        // and write of the connection.
+        let watcher = async {
+            tokio::select! {
+                _ = shutdown.changed(), if !*closing => Watch::Shutdown,
+                () = until_idle(activity, idle_timeout), if hard_stop.is_none() => Watch::Idle,
+                () = async { match hard_stop.as_mut() { Some(sleep) => sleep.await, None => pending().await } } => Watch::HardStop,
+            }
+        };
+        match watched::first(connection.as_mut(), watcher).await {
+            First::Main(output) => return Some(output),
+            First::Watcher(Watch::Shutdown) => {
                 *closing = true;
                 if !wind_down(connection.as_mut()) {
                     return None;
                 }
             }
-            () = until_idle(activity, idle_timeout), if hard_stop.is_none() => {
+            First::Watcher(Watch::Idle) => {
                 *closing = true;
                 if !wind_down(connection.as_mut()) {
                     tracing::debug!(client.addr = %peer, "idle connection closed");
@@ -219,12 +229,19 @@ async fn supervise<F: Future>(
                 }
                 hard_stop = Some(Box::pin(tokio::time::sleep(idle_timeout)));
             }
-            () = async { match hard_stop.as_mut() { Some(sleep) => sleep.await, None => pending().await } } => {
+            First::Watcher(Watch::HardStop) => {
                 tracing::debug!(client.addr = %peer, "idle connection closed");
                 return None;
             }
         }
     }
+}
+
+/// What a connection's watcher saw.
+enum Watch {
+    Shutdown,
+    Idle,
+    HardStop,
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {

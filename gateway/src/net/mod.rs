@@ -1,7 +1,7 @@
 //! The network edge: accepting connections ([`listener`]) and serving them on one
 //! thread per core ([`workers`]), TLS ([`tls`]), idle detection ([`idle`]), a second
-//! reading of HTTP/1.1 framing ([`framing`]) and the client address rules
-//! ([`client_ip`]).
+//! reading of HTTP/1.1 framing ([`framing`]), the client address rules
+//! ([`client_ip`]) and polling a connection apart from its watchers ([`watched`]).
 
 pub mod client_ip;
 pub mod framing;
@@ -9,6 +9,7 @@ pub mod http1;
 pub mod idle;
 pub mod listener;
 pub mod tls;
+pub mod watched;
 pub mod workers;
 
 /// Whether `host` (a name, an IPv4 literal, or an IPv6 literal with or without
