@@ -26,7 +26,6 @@ pub enum First<A, B> {
 }
 
 /// The watchers' waker: it marks them as due and wakes the task.
-#[derive(Default)]
 struct Due {
     due: AtomicBool,
     task: AtomicWaker,
@@ -51,8 +50,11 @@ pub async fn first<A: Future, B: Future>(
 ) -> First<A::Output, B::Output> {
     let mut main = main;
     let mut watcher = pin!(watcher);
-    let due = Arc::new(Due::default());
-    due.due.store(true, Ordering::Relaxed);
+    // Due at first: the watcher is polled once to register its waker.
+    let due = Arc::new(Due {
+        due: AtomicBool::new(true),
+        task: AtomicWaker::new(),
+    });
     let waker = Waker::from(Arc::clone(&due));
     poll_fn(move |cx: &mut Context<'_>| {
         if let Poll::Ready(output) = main.as_mut().poll(cx) {

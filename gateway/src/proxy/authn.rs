@@ -75,11 +75,6 @@ impl Principal {
         self.stored
     }
 
-    /// The user's id, shared.
-    pub fn user_id_shared(&self) -> &Arc<str> {
-        &self.user_id
-    }
-
     /// The session behind this principal (its workspace and hash), if the credential
     /// was a session cookie.
     pub fn session(&self) -> Option<(WorkspaceId, &SessionHash)> {

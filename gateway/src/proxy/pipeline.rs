@@ -310,22 +310,21 @@ async fn proxy<'g>(
     let route = gateway.routes.lookup(&host.name, &path)?;
     *route_found = Some(route);
     check_allowlists(client, route.allowlist.as_ref())?;
-    // One reading of the wall clock serves the whole request (sessions, the decision's
-    // context, the assertion).
-    let now = clock::system_now();
     let authorized = if route.access == Access::Protected {
-        Some(
-            check_access(
-                gateway,
-                route,
-                request.headers(),
-                request.method(),
-                client,
-                now,
-            )
-            .await
-            .map_err(|reject| sign_in_instead(gateway, reject, &request, meta))?,
+        // One reading of the wall clock serves the session check, the decision's
+        // context and the assertion.
+        let now = clock::system_now();
+        let authorized = check_access(
+            gateway,
+            route,
+            request.headers(),
+            request.method(),
+            client,
+            now,
         )
+        .await
+        .map_err(|reject| sign_in_instead(gateway, reject, &request, meta))?;
+        Some((authorized, now))
     } else {
         None
     };
@@ -343,10 +342,10 @@ async fn proxy<'g>(
     let mut added = HeaderLines::with_capacity(ADDED_LINES_BYTES);
     let proto = if conn.tls { "https" } else { "http" };
     set_forwarding(&mut added, chain, &conn.forwarded, proto, &host.raw);
-    if let Some(authorized) = &authorized {
+    if let Some((authorized, now)) = &authorized {
         let identity = gateway
             .assertions
-            .for_request(authorized.principal(), &route.id, now)
+            .for_request(authorized.principal(), &route.id, *now)
             .await;
         set_identity(&mut added, &mut parts.headers, authorized, &identity);
     }
@@ -384,7 +383,7 @@ async fn proxy<'g>(
         // A tunnel opened under a session closes when the session ends.
         let watch = authorized
             .as_ref()
-            .and_then(|authorized| authorized.principal().session())
+            .and_then(|(authorized, _)| authorized.principal().session())
             .zip(gateway.authenticator.sessions())
             .map(|((workspace, hash), sessions)| SessionWatch {
                 sessions: Arc::clone(sessions),

@@ -122,6 +122,8 @@ struct Cached {
     expires: SystemTime,
     stored_last_seen: SystemTime,
     idle: Duration,
+    /// How many seconds the last-seen time may stay only in memory.
+    touch_every: i64,
 }
 
 impl Cached {
@@ -134,6 +136,7 @@ impl Cached {
             stored_last_seen: SystemTime::from(session.last_seen_at),
             // A negative idle timeout (never stored) ends the session at once.
             idle: Duration::try_from(session.idle_timeout).unwrap_or_default(),
+            touch_every: TOUCH_EVERY.min(session.idle_timeout / 4).whole_seconds(),
             last_seen: AtomicI64::new(seen),
             last_written: AtomicI64::new(seen),
             memo: Arc::default(),
@@ -303,10 +306,7 @@ impl Sessions {
             cached.last_seen.fetch_max(now_secs, Ordering::Relaxed);
         }
         let written = cached.last_written.load(Ordering::Relaxed);
-        let interval = TOUCH_EVERY
-            .min(cached.session.idle_timeout / 4)
-            .whole_seconds();
-        if now_secs - written >= interval
+        if now_secs - written >= cached.touch_every
             && cached
                 .last_written
                 .compare_exchange(written, now_secs, Ordering::Relaxed, Ordering::Relaxed)
@@ -434,10 +434,55 @@ impl Timeouts {
 
 #[cfg(test)]
 mod tests {
-    use http::{HeaderMap, HeaderValue, header};
-    use time::Duration;
+    use std::sync::atomic::Ordering;
+    use std::time::SystemTime;
 
-    use super::{Timeouts, mint, presented};
+    use http::{HeaderMap, HeaderValue, header};
+    use time::{Duration, OffsetDateTime};
+
+    use super::{Cached, Timeouts, current, mint, presented};
+    use crate::store::{AuthMethod, Session, SessionHash};
+
+    /// The request path's check on the cached record ([`Cached::is_active`], on
+    /// `SystemTime`) and the store's rule ([`Session::is_active`], on the record with
+    /// the in-memory last-seen time folded in) agree on every side of every boundary.
+    #[test]
+    fn the_cached_check_is_the_stored_rule() {
+        let at = |secs: i64| OffsetDateTime::from_unix_timestamp(secs).unwrap();
+        let workspace = "0192f3c4-0000-7000-8000-000000000001".parse().unwrap();
+        let user = "0192f3c4-0000-7000-8000-000000000002".parse().unwrap();
+        let organization = "0192f3c4-0000-7000-8000-000000000003".parse().unwrap();
+        let session = |revoked: bool| Session {
+            hash: SessionHash::of(b"s"),
+            organization_id: organization,
+            workspace_id: workspace,
+            user_id: user,
+            created_at: at(1_000),
+            last_seen_at: at(1_000) + Duration::milliseconds(500),
+            idle_timeout: Duration::seconds(100),
+            absolute_expiry: at(1_300) + Duration::milliseconds(250),
+            mfa_done: false,
+            auth_method: AuthMethod::Password,
+            revoked_at: revoked.then(|| at(1_050)),
+            user_email: None,
+        };
+        for revoked in [false, true] {
+            for remembered in [None, Some(1_150), Some(1_250)] {
+                let cached = Cached::new(session(revoked));
+                if let Some(seen) = remembered {
+                    cached.last_seen.store(seen, Ordering::Relaxed);
+                }
+                for millis in (990_000..1_360_000).step_by(250) {
+                    let now = at(0) + Duration::milliseconds(millis);
+                    assert_eq!(
+                        cached.is_active(SystemTime::from(now)),
+                        current(&cached).is_active(now),
+                        "revoked {revoked}, remembered {remembered:?}, at {millis} ms"
+                    );
+                }
+            }
+        }
+    }
 
     fn headers(cookies: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
