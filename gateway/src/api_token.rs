@@ -29,10 +29,10 @@ pub fn mint(workspace: WorkspaceId) -> MintedToken {
 pub fn parse(text: &str) -> Option<(WorkspaceId, TokenHash)> {
     let rest = text.strip_prefix(PREFIX)?;
     let (workspace, secret) = rest.split_once('_')?;
-    if !is_lower_hex(workspace, 32) || !is_lower_hex(secret, 64) {
+    let workspace = WorkspaceId::from_simple(workspace.as_bytes())?;
+    if !is_lower_hex(secret, 64) {
         return None;
     }
-    let workspace = workspace.parse().ok()?;
     Some((workspace, TokenHash::of(text.as_bytes())))
 }
 

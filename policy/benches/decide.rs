@@ -69,13 +69,13 @@ fn directory_with(n_bindings: usize) -> MemoryDirectory {
 fn request() -> Request {
     Request {
         // u1 is an operator on w/p0/f1.
-        principal: "u1".to_string(),
-        action: "http:POST".to_string(),
-        resource: EntityRef::new("App", "w/p0/f1/app"),
+        principal: "u1".into(),
+        action: "http:POST".into(),
+        resource: EntityRef::new("App", "w/p0/f1/app").into(),
         context: RequestContext {
             ip: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
             mfa: true,
-            auth_method: "password".to_string(),
+            auth_method: "password".into(),
             session_age_seconds: 600,
             environment: Environment::Dev,
             time: UNIX_EPOCH + Duration::from_secs(1_795_000_000),
@@ -156,7 +156,7 @@ fn many_policies(c: &mut Criterion) {
         let (_dir, bundle) = many_policies_bundle(count);
         let engine = Engine::new(bundle);
         for (name, action) in [("GET", "http:GET"), ("POST", "http:POST")] {
-            request.action = action.to_string();
+            request.action = action.into();
             assert!(engine.decide(&request, &directory).is_allowed());
             group.bench_with_input(BenchmarkId::new(name, count), &request, |b, request| {
                 b.iter(|| engine.decide(black_box(request), &directory))

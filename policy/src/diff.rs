@@ -138,9 +138,9 @@ pub fn diff(before: &Bundle, after: &Bundle) -> AccessDiff {
                 let directory = probe_directory(subject, &resource);
                 for (index, (_, context)) in contexts.iter().enumerate() {
                     let request = Request {
-                        principal: PROBE_USER.to_string(),
-                        action: action.clone(),
-                        resource: resource.clone(),
+                        principal: PROBE_USER.to_string().into(),
+                        action: action.clone().into(),
+                        resource: resource.clone().into(),
                         context: context.clone(),
                     };
                     let was = decide(before, &request, &directory).is_allowed();
@@ -186,9 +186,9 @@ pub fn diff(before: &Bundle, after: &Bundle) -> AccessDiff {
                     }
                     for (index, (_, context)) in contexts.iter().enumerate() {
                         let request = Request {
-                            principal: user.to_string(),
-                            action: action.clone(),
-                            resource: (*entity).clone(),
+                            principal: user.to_string().into(),
+                            action: action.clone().into(),
+                            resource: (*entity).clone().into(),
                             context: context.clone(),
                         };
                         let was = decide(before, &request, before_fixture).is_allowed();
@@ -309,7 +309,7 @@ fn representative_contexts() -> Vec<([usize; 4], RequestContext)> {
                     let context = RequestContext {
                         ip,
                         mfa,
-                        auth_method: auth_method.to_string(),
+                        auth_method: auth_method.to_string().into(),
                         session_age_seconds: 60,
                         environment,
                         time: UNIX_EPOCH + Duration::from_secs(1_767_614_400),

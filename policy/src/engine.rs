@@ -102,7 +102,7 @@ impl Engine {
         // an in-range one. Neither is remembered.
         let remembered = compiled
             .actions
-            .get(&request.action)
+            .get(&*request.action)
             .filter(|_| in_cedar_range(request.context.time));
         let Some(action) = remembered else {
             return Arc::new(decide_on(compiled, request, &chain, &bindings));
@@ -280,7 +280,7 @@ pub(crate) struct Compiled {
     user_type_name: String,
     role_type: EntityTypeName,
     role_type_name: String,
-    actions: HashMap<String, ActionSlice>,
+    actions: HashMap<String, ActionSlice, foldhash::fast::RandomState>,
     /// Each policy's position in the bundle's policy set, the order Cedar
     /// reports errors in (kept when a request evaluates two sets).
     positions: HashMap<String, usize>,
@@ -355,7 +355,7 @@ impl Compiled {
                 Ok((policy, unscoped, reads, gate, scope))
             })
             .collect::<Result<_, String>>()?;
-        let mut actions = HashMap::new();
+        let mut actions = HashMap::default();
         for uid in schema.actions() {
             if action_entities.get(uid).is_none() {
                 continue;
@@ -543,7 +543,7 @@ fn check_context_shape(
     let context = RequestContext {
         ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         mfa: false,
-        auth_method: String::new(),
+        auth_method: String::new().into(),
         session_age_seconds: 0,
         environment: crate::request::Environment::Dev,
         time: std::time::UNIX_EPOCH,
@@ -595,7 +595,7 @@ fn decide_on(
     bindings: &[&RoleBinding],
 ) -> Decision {
     let bindings: Vec<RoleBinding> = bindings.iter().map(|binding| (*binding).clone()).collect();
-    let Some(action) = compiled.actions.get(&request.action) else {
+    let Some(action) = compiled.actions.get(&*request.action) else {
         let error = EvalError::InvalidRequest {
             message: format!("unknown action `{}`", request.action),
         };
@@ -728,8 +728,8 @@ fn prepare(
     let invalid = |message: String| EvalError::InvalidRequest { message };
     let observable = |entity: &EntityRef| {
         action.literals.contains(entity)
-            || *entity == request.resource
-            || (entity.kind == compiled.user_type_name && entity.id == request.principal)
+            || *entity == *request.resource
+            || (entity.kind == compiled.user_type_name && *entity.id == *request.principal)
     };
     let principal = EntityUid::from_type_name_and_id(
         compiled.user_type.clone(),
@@ -796,7 +796,7 @@ fn cedar_context(context: &RequestContext, reads: ContextReads) -> Result<Contex
         let value = match field {
             Field::Ip => RestrictedExpression::new_ip(context.ip.to_canonical().to_string()),
             Field::Mfa => RestrictedExpression::new_bool(context.mfa),
-            Field::AuthMethod => RestrictedExpression::new_string(context.auth_method.clone()),
+            Field::AuthMethod => RestrictedExpression::new_string(context.auth_method.to_string()),
             Field::SessionAgeSeconds => RestrictedExpression::new_long(
                 i64::try_from(context.session_age_seconds).unwrap_or(i64::MAX),
             ),

@@ -1,7 +1,9 @@
 //! What the gateway asks: who, what action, on which resource, in which context.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -13,12 +15,13 @@ use crate::error::json_message;
 /// One authorization question.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// The user id; the principal is `User::"<principal>"`.
-    pub principal: String,
+    /// The user id; the principal is `User::"<principal>"`. Shared, like the action
+    /// and the resource, so the gateway asks without copying them per request.
+    pub principal: Arc<str>,
     /// The action name, e.g. `http:GET` or `connection.use` (`Action::"<action>"`).
-    pub action: String,
+    pub action: Arc<str>,
     /// The resource, e.g. `App::"acme/billing"`.
-    pub resource: EntityRef,
+    pub resource: Arc<EntityRef>,
     /// Facts about the request.
     pub context: RequestContext,
 }
@@ -32,7 +35,7 @@ pub struct RequestContext {
     pub mfa: bool,
     /// How the session signed in, e.g. `password`, `oidc`, `saml`,
     /// `email_code`, `api_token` (`context.authMethod`).
-    pub auth_method: String,
+    pub auth_method: Cow<'static, str>,
     /// Seconds since the session signed in (`context.sessionAgeSeconds`).
     pub session_age_seconds: u64,
     /// The environment the gateway serves (`context.environment`).
@@ -76,7 +79,7 @@ impl RequestContext {
         Ok(RequestContext {
             ip: raw.ip,
             mfa: raw.mfa,
-            auth_method: raw.auth_method,
+            auth_method: raw.auth_method.into(),
             session_age_seconds: raw.session_age_seconds,
             environment: raw.environment,
             time,

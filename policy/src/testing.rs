@@ -146,9 +146,9 @@ pub(crate) fn parse_suite(
         cases.push(TestCase {
             name: case.name,
             request: Request {
-                principal: case.principal,
-                action: case.action,
-                resource: case.resource,
+                principal: case.principal.into(),
+                action: case.action.into(),
+                resource: case.resource.into(),
                 context,
             },
             directory,

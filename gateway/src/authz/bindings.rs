@@ -17,8 +17,9 @@ use crate::store::{Store, StoreError, UserId, WorkspaceId};
 /// How long a user's store bindings are trusted without asking again.
 const TTL: Duration = Duration::from_secs(5);
 
-/// A user's bindings by scope: the store's and the file's, merged.
-pub type UserBindings = HashMap<EntityRef, Vec<RoleBinding>>;
+/// A user's bindings by scope: the store's and the file's, merged (looked up on every
+/// decision; the seeded fast hash is enough for keys an administrator wrote).
+pub type UserBindings = HashMap<EntityRef, Vec<RoleBinding>, foldhash::fast::RandomState>;
 
 /// Reads and caches users' role bindings from the store.
 pub struct StoreBindings {
@@ -51,7 +52,7 @@ impl StoreBindings {
             .try_get_with_by_ref(&(workspace, user), async move {
                 let stored = store.list_user_role_bindings(workspace, user).await?;
                 let user_id = user.to_string();
-                let mut merged = UserBindings::new();
+                let mut merged = UserBindings::default();
                 for binding in stored {
                     let scope = EntityRef::new(binding.scope.entity_type, binding.scope.entity_id);
                     let at_scope = merged
@@ -128,7 +129,7 @@ mod tests {
         };
         base.bind(binding("olga", "analyst")).unwrap();
         base.bind(binding("sam", "analyst")).unwrap();
-        let mut merged = UserBindings::new();
+        let mut merged = UserBindings::default();
         merged.insert(
             app.clone(),
             vec![binding("olga", "analyst"), binding("olga", "operator")],

@@ -206,9 +206,9 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
                 (None, None) => MemoryDirectory::new(),
             };
             let request = Request {
-                principal,
-                action,
-                resource: parse_resource(&resource)?,
+                principal: principal.into(),
+                action: action.into(),
+                resource: parse_resource(&resource)?.into(),
                 context: explain_context(context.as_deref())?,
             };
             let engine = Engine::new(bundle);

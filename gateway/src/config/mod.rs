@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, StatusCode, Uri};
@@ -189,8 +190,8 @@ pub struct RouteConfig {
 /// else the route's default, else `http:<METHOD>`.
 #[derive(Debug, Clone, Default)]
 pub struct RouteActions {
-    pub(crate) default: Option<String>,
-    pub(crate) by_method: Vec<(http::Method, String)>,
+    pub(crate) default: Option<Arc<str>>,
+    pub(crate) by_method: Vec<(http::Method, Arc<str>)>,
 }
 
 /// Where the store lives.
@@ -815,10 +816,10 @@ fn compile_actions(
                 format!("`{action}` is not an action name (letters, digits, `_ - . :`)"),
             ));
         }
-        methods.push((parsed, action));
+        methods.push((parsed, Arc::from(action)));
     }
     Ok(RouteActions {
-        default,
+        default: default.map(Arc::from),
         by_method: methods,
     })
 }

@@ -70,6 +70,11 @@ impl Principal {
         &self.user_id
     }
 
+    /// The user's id, shared (the decision takes it without a copy).
+    pub fn user_id_shared(&self) -> &Arc<str> {
+        &self.user_id
+    }
+
     /// The stored user and the workspace the credential belongs to, if any.
     pub fn stored(&self) -> Option<(UserId, WorkspaceId)> {
         self.stored

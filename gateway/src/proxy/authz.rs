@@ -5,7 +5,8 @@
 //! The action is the route's per-method entry, else its default, else `http:<METHOD>`.
 //! Every decision is logged with the policy revision that made it.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
 use http::Method;
@@ -65,14 +66,15 @@ pub fn authorize(
     let Some(resource) = route.resource_entity.clone() else {
         return Err(Reject::Internal("protected route has no resource entity"));
     };
+    // Nothing is copied: the id, the action and the resource are shared.
     let request = Request {
-        principal: principal.user_id().to_owned(),
+        principal: Arc::clone(principal.user_id_shared()),
         action: action_for(&route.actions, facts.method),
         resource,
         context: RequestContext {
             ip: facts.client.addr(),
             mfa: principal.mfa(),
-            auth_method: principal.auth_method().to_owned(),
+            auth_method: Cow::Borrowed(principal.auth_method()),
             session_age_seconds: facts
                 .now
                 .duration_since(principal.authenticated_at())
@@ -111,29 +113,42 @@ pub fn authorize(
 }
 
 /// The Cedar action for a request on a route.
-pub fn action_for(actions: &RouteActions, method: &Method) -> String {
+pub fn action_for(actions: &RouteActions, method: &Method) -> Arc<str> {
     actions
         .by_method
         .iter()
         .find(|(configured, _)| configured == method)
-        .map(|(_, action)| action.clone())
+        .map(|(_, action)| Arc::clone(action))
         .or_else(|| actions.default.clone())
         .unwrap_or_else(|| http_action(method))
 }
 
-/// `http:<METHOD>`; the common methods without the formatting machinery.
-fn http_action(method: &Method) -> String {
-    let common = match *method {
-        Method::GET => "http:GET",
-        Method::POST => "http:POST",
-        Method::PUT => "http:PUT",
-        Method::DELETE => "http:DELETE",
-        Method::PATCH => "http:PATCH",
-        Method::HEAD => "http:HEAD",
-        Method::OPTIONS => "http:OPTIONS",
-        _ => return format!("http:{}", method.as_str()),
-    };
-    common.to_owned()
+/// `http:<METHOD>` for the common methods, made once and shared.
+static HTTP_ACTIONS: LazyLock<[(Method, Arc<str>); 7]> = LazyLock::new(|| {
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+    ]
+    .map(|method| {
+        let action = Arc::from(format!("http:{method}"));
+        (method, action)
+    })
+});
+
+/// `http:<METHOD>`.
+fn http_action(method: &Method) -> Arc<str> {
+    HTTP_ACTIONS
+        .iter()
+        .find(|(common, _)| common == method)
+        .map_or_else(
+            || Arc::from(format!("http:{}", method.as_str())),
+            |(_, action)| Arc::clone(action),
+        )
 }
 
 #[cfg(test)]
@@ -147,19 +162,19 @@ mod tests {
     #[test]
     fn actions_per_method_then_default_then_http_method() {
         let none = RouteActions::default();
-        assert_eq!(action_for(&none, &Method::GET), "http:GET");
-        assert_eq!(action_for(&none, &Method::DELETE), "http:DELETE");
+        assert_eq!(&*action_for(&none, &Method::GET), "http:GET");
+        assert_eq!(&*action_for(&none, &Method::DELETE), "http:DELETE");
         let brew = Method::from_bytes(b"BREW").unwrap();
-        assert_eq!(action_for(&none, &brew), "http:BREW");
+        assert_eq!(&*action_for(&none, &brew), "http:BREW");
         for method in [Method::PUT, Method::PATCH, Method::HEAD, Method::OPTIONS] {
-            assert_eq!(action_for(&none, &method), format!("http:{method}"));
+            assert_eq!(*action_for(&none, &method), *format!("http:{method}"));
         }
         let configured = RouteActions {
             default: Some("read".into()),
             by_method: vec![(Method::POST, "operate".into())],
         };
-        assert_eq!(action_for(&configured, &Method::POST), "operate");
-        assert_eq!(action_for(&configured, &Method::GET), "read");
+        assert_eq!(&*action_for(&configured, &Method::POST), "operate");
+        assert_eq!(&*action_for(&configured, &Method::GET), "read");
     }
 
     #[test]

@@ -83,15 +83,30 @@ fn normalised_eq(name: &[u8], reserved: &[u8]) -> bool {
 /// Removes hop-by-hop headers (including those named in `Connection`), every
 /// client-supplied header in the gateway's namespace, and the gateway's own cookies.
 pub fn sanitize_request(headers: &mut HeaderMap, extra: &[HeaderName]) {
-    strip_hop_by_hop(headers);
-    strip_gateway_cookies(headers);
-    let reserved: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_reserved(name.as_str(), extra))
-        .cloned()
-        .collect();
-    for name in reserved {
-        headers.remove(&name);
+    // One look at the names says which steps have anything to do: most requests
+    // carry no hop-by-hop header and nothing in the gateway's namespace.
+    let (mut hop_by_hop, mut cookie, mut reserved) = (false, false, false);
+    for name in headers.keys() {
+        let text = name.as_str();
+        hop_by_hop |= is_hop_by_hop_name(text.as_bytes());
+        cookie |= name == header::COOKIE;
+        reserved |= is_reserved(text, extra);
+    }
+    if hop_by_hop {
+        strip_hop_by_hop(headers);
+    }
+    if cookie {
+        strip_gateway_cookies(headers);
+    }
+    if reserved {
+        let reserved: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| is_reserved(name.as_str(), extra))
+            .cloned()
+            .collect();
+        for name in reserved {
+            headers.remove(&name);
+        }
     }
 }
 

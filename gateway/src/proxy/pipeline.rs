@@ -300,14 +300,14 @@ async fn proxy<'g>(
         };
         let origin = Origin {
             client,
-            expected_origin: format!("{scheme}://{}", host.raw),
+            expected_origin: format!("{scheme}://{}", host.raw()),
         };
         // Boxed: the sign-in flows' futures are many kilobytes, and unboxed they would
         // make every proxied request's future as large (hyper moves it on each
         // request; callgrind counted 20k instructions of memcpy).
         return Ok(Box::pin(login.handle(path.as_str(), request, &origin)).await);
     }
-    let route = gateway.routes.lookup(&host.name, &path)?;
+    let route = gateway.routes.lookup(host.name(), &path)?;
     *route_found = Some(route);
     check_allowlists(client, route.allowlist.as_ref())?;
     let authorized = if route.access == Access::Protected {
@@ -341,7 +341,7 @@ async fn proxy<'g>(
     // What the gateway adds goes beside the client's headers, ready to write.
     let mut added = HeaderLines::with_capacity(ADDED_LINES_BYTES);
     let proto = if conn.tls { "https" } else { "http" };
-    set_forwarding(&mut added, chain, &conn.forwarded, proto, &host.raw);
+    set_forwarding(&mut added, chain, &conn.forwarded, proto, host.raw());
     if let Some((authorized, now)) = &authorized {
         let identity = gateway
             .assertions
@@ -349,7 +349,7 @@ async fn proxy<'g>(
             .await;
         set_identity(&mut added, &mut parts.headers, authorized, &identity);
     }
-    forwarded_host(&mut parts.headers, route, &host.raw)?;
+    forwarded_host(&mut parts.headers, route, host.raw())?;
     if let Ok(id) = HeaderValue::from_str(meta.request_id) {
         added.push(&REQUEST_ID_HEADER, &id);
     }

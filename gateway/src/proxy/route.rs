@@ -26,7 +26,7 @@ pub struct Route {
     pub(crate) access: Access,
     pub(crate) resource: Option<String>,
     /// `resource` as a policy entity, parsed once.
-    pub(crate) resource_entity: Option<EntityRef>,
+    pub(crate) resource_entity: Option<Arc<EntityRef>>,
     pub(crate) allowlist: Option<Allowlist>,
     pub(crate) websocket: bool,
     pub(crate) preserve_host: bool,
@@ -37,7 +37,7 @@ pub struct Route {
 
 /// Every route, indexed by host.
 pub struct RouteTable {
-    by_host: HashMap<String, Vec<Arc<Route>>>,
+    by_host: HashMap<String, Vec<Arc<Route>>, foldhash::fast::RandomState>,
     any_host: Vec<Arc<Route>>,
     unknown_host_status: http::StatusCode,
 }
@@ -50,7 +50,8 @@ impl RouteTable {
         unknown_host_status: http::StatusCode,
         threads: usize,
     ) -> Result<RouteTable, UpstreamError> {
-        let mut by_host: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
+        let mut by_host: HashMap<String, Vec<Arc<Route>>, foldhash::fast::RandomState> =
+            HashMap::default();
         let mut any_host = Vec::new();
         for config in routes {
             let route = Arc::new(Route {
@@ -59,7 +60,11 @@ impl RouteTable {
                 case_insensitive: config.case_insensitive,
                 access: config.access,
                 resource: config.resource.clone(),
-                resource_entity: config.resource.as_deref().and_then(parse_entity),
+                resource_entity: config
+                    .resource
+                    .as_deref()
+                    .and_then(parse_entity)
+                    .map(Arc::new),
                 allowlist: (!config.allow.is_empty())
                     .then(|| Allowlist::new(format!("route:{}", config.id), config.allow.clone())),
                 websocket: config.websocket,
@@ -151,7 +156,11 @@ pub fn request_host<'a>(
     };
     let host = host_part(raw).ok_or(Reject::BadHost)?;
     Ok(RequestHost {
-        name: host.to_ascii_lowercase(),
+        name_len: host.len(),
+        lowered: host
+            .bytes()
+            .any(|byte| byte.is_ascii_uppercase())
+            .then(|| host.to_ascii_lowercase()),
         raw: raw.to_owned(),
     })
 }
@@ -204,10 +213,27 @@ fn host_part(raw: &str) -> Option<&str> {
 /// The host a request is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHost {
+    /// As the client wrote it (with port, if any).
+    raw: String,
+    /// How long the host part at the start of `raw` is.
+    name_len: usize,
+    /// The host part lower-cased, when that changes it (most clients send it so).
+    lowered: Option<String>,
+}
+
+impl RequestHost {
     /// Lower-cased, without port: what routes match on.
-    pub name: String,
+    pub fn name(&self) -> &str {
+        match &self.lowered {
+            Some(lowered) => lowered,
+            None => self.raw.get(..self.name_len).unwrap_or_default(),
+        }
+    }
+
     /// As the client wrote it (with port, if any): what the upstream is told.
-    pub raw: String,
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
 }
 
 #[cfg(test)]

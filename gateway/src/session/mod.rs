@@ -66,31 +66,45 @@ pub fn clear_cookie() -> HeaderValue {
 /// The session a request presents: its workspace and the hash to look up. More than
 /// one session cookie (a sign of cookie tossing), or a malformed one, is none.
 pub fn presented(headers: &HeaderMap) -> Option<(WorkspaceId, SessionHash)> {
-    let mut values = cookie_values(headers, COOKIE);
+    let mut values = cookie_value_bytes(headers, COOKIE);
     let value = values.next()?;
     if values.next().is_some() {
         return None;
     }
-    let (workspace, secret) = value.split_once('.')?;
-    if !is_lower_hex(workspace, 32) || !is_lower_hex(secret, 64) {
+    // `<workspace: 32 hex>.<secret: 64 hex>`, checked byte by byte as it is read.
+    let (workspace, secret) = value.split_at_checked(32)?;
+    let secret = secret.strip_prefix(b".")?;
+    let workspace = WorkspaceId::from_simple(workspace)?;
+    if !is_lower_hex(secret, 64) {
         return None;
     }
-    Some((workspace.parse().ok()?, SessionHash::of(value.as_bytes())))
+    Some((workspace, SessionHash::of(value)))
 }
 
-/// Every value of cookie `name` across the request's `Cookie` headers.
+/// Every value of cookie `name` across the request's `Cookie` headers (a value that
+/// is not UTF-8 is left out).
 pub fn cookie_values<'a>(
     headers: &'a HeaderMap,
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> + 'a {
+    cookie_value_bytes(headers, name).filter_map(|value| std::str::from_utf8(value).ok())
+}
+
+/// Every value of cookie `name`, as bytes: pairs are split on `;`, trimmed, and
+/// match when their name is exactly `name`. Read without converting whole lines to
+/// text (this runs on every signed-in request).
+fn cookie_value_bytes<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
+        .flat_map(|line| line.as_bytes().split(|&byte| byte == b';'))
         .filter_map(move |pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then_some(value)
+            pair.trim_ascii()
+                .strip_prefix(name.as_bytes())?
+                .strip_prefix(b"=")
         })
 }
 
@@ -520,6 +534,29 @@ mod tests {
             assert!(presented(&headers(&[bad])).is_none(), "{bad}");
         }
         assert!(presented(&headers(&[&cookie.to_uppercase()])).is_none());
+        // The exact shape and nothing else: lengths, separator, case, neighbours.
+        let value = &minted.cookie_value;
+        let (ws, secret) = value.split_once('.').unwrap();
+        for bad in [
+            format!("__Host-portcullis={}.{secret}", &ws[1..]),
+            format!("__Host-portcullis={ws}0.{secret}"),
+            format!("__Host-portcullis={ws}_{secret}"),
+            format!("__Host-portcullis={ws}.{}", &secret[1..]),
+            format!("__Host-portcullis={value}0"),
+            format!("__Host-portcullis={ws}.{}", secret.to_uppercase()),
+            format!("__Host-portcullis={}.{secret}", ws.to_uppercase()),
+            format!("__Host-portcullis2={value}"),
+            format!("__Host-portcullis ={value}"),
+            format!("x__Host-portcullis={value}"),
+        ] {
+            assert!(presented(&headers(&[&bad])).is_none(), "{bad}");
+        }
+        // Whitespace around a pair is not part of it; other lines do not matter.
+        let spaced = format!("a=1;  __Host-portcullis={value} ;b=2");
+        assert_eq!(
+            presented(&headers(&[&spaced, "c=3"])).map(|(ws, _)| ws),
+            Some(workspace)
+        );
     }
 
     #[test]

@@ -54,6 +54,12 @@ macro_rules! uuid_id {
         }
 
         impl $name {
+            /// Reads the simple form [`Self::simple`] writes (exactly 32 lower-case hex
+            /// digits), as tokens and cookies carry it.
+            pub fn from_simple(text: &[u8]) -> Option<Self> {
+                crate::crypto::random::lower_hex_u128(text).map(|value| Self(Uuid::from_u128(value)))
+            }
+
             /// The id as 32 lower-case hex digits (no dashes), for compact tokens.
             pub fn simple(&self) -> String {
                 self.0.simple().to_string()
@@ -138,6 +144,8 @@ mod tests {
         assert_eq!(seconds, 1_800_000_000);
         assert_eq!(Uuid::parse_str(&id.to_string()).unwrap(), id.as_uuid());
         assert_eq!(id.to_text(), id.to_string());
+        assert_eq!(UserId::from_simple(id.simple().as_bytes()), Some(id));
+        assert_eq!(UserId::from_simple(id.to_string().as_bytes()), None);
         assert_ne!(
             UserId::generate(now),
             id,

@@ -56,7 +56,7 @@ fn reference(
         ),
         (
             "authMethod".to_string(),
-            RestrictedExpression::new_string(context.auth_method.clone()),
+            RestrictedExpression::new_string(context.auth_method.to_string()),
         ),
         (
             "sessionAgeSeconds".to_string(),
@@ -142,7 +142,7 @@ impl Rng {
         RequestContext {
             ip: self.pick(&ips).parse::<IpAddr>().unwrap(),
             mfa: self.below(2) == 0,
-            auth_method: self.pick(&methods).to_string(),
+            auth_method: self.pick(&methods).to_string().into(),
             session_age_seconds: *self.pick(&ages),
             environment: *self.pick(&environments),
             time: UNIX_EPOCH + Duration::from_secs(*self.pick(&times)),
@@ -171,9 +171,9 @@ fn compare_all(
                 }
                 for _ in 0..3 {
                     let request = Request {
-                        principal: user.to_string(),
-                        action: action.to_string(),
-                        resource: resource.clone(),
+                        principal: user.to_string().into(),
+                        action: action.to_string().into(),
+                        resource: resource.clone().into(),
                         context: rng.context(),
                     };
                     let expected = reference(engine.bundle(), schema, &request, directory);

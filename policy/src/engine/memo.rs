@@ -55,7 +55,7 @@ impl<'a> Observed<'a> {
             ip: read(Field::Ip).then(|| context.ip.to_canonical()),
             mfa: read(Field::Mfa).then_some(context.mfa),
             auth_method: read(Field::AuthMethod)
-                .then_some(Cow::Borrowed(context.auth_method.as_str())),
+                .then_some(Cow::Borrowed(context.auth_method.as_ref())),
             session_age_seconds: read(Field::SessionAgeSeconds)
                 .then_some(context.session_age_seconds),
             environment: read(Field::Environment).then_some(context.environment),

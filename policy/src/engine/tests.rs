@@ -21,7 +21,7 @@ fn context() -> RequestContext {
     RequestContext {
         ip: "10.1.2.3".parse().unwrap(),
         mfa: true,
-        auth_method: "password".to_string(),
+        auth_method: "password".into(),
         session_age_seconds: 600,
         environment: Environment::Dev,
         time: UNIX_EPOCH + Duration::from_secs(1_795_000_000),
@@ -31,9 +31,9 @@ fn context() -> RequestContext {
 fn request(principal: &str, action: &str, resource: &str, context: RequestContext) -> Request {
     let (kind, id) = resource.split_once(':').unwrap();
     Request {
-        principal: principal.to_string(),
-        action: action.to_string(),
-        resource: EntityRef::new(kind, id),
+        principal: principal.to_string().into(),
+        action: action.to_string().into(),
+        resource: EntityRef::new(kind, id).into(),
         context,
     }
 }

@@ -106,7 +106,7 @@ pub(super) async fn check(
         headers.get_all(super::X_FORWARDED_FOR).iter(),
         &gateway.trusted,
     )?;
-    let route = gateway.routes.lookup(&host.name, &path)?;
+    let route = gateway.routes.lookup(host.name(), &path)?;
     crate::proxy::allowlist::check_allowlists(client, route.allowlist.as_ref())?;
     let mut response = Response::new(full(""));
     *response.status_mut() = StatusCode::OK;

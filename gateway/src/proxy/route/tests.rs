@@ -130,7 +130,7 @@ fn host(authority: Option<&str>, headers: &[&str]) -> String {
         .filter_map(|h| HeaderValue::from_str(h).ok())
         .collect();
     match request_host(authority.as_ref(), values.iter()) {
-        Ok(host) => format!("{} ({})", host.name, host.raw),
+        Ok(host) => format!("{} ({})", host.name(), host.raw()),
         Err(reject) => reject.code().to_owned(),
     }
 }
