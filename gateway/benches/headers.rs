@@ -65,7 +65,8 @@ fn header_rewrite(c: &mut Criterion) {
     let route = fixture.route();
     let principal = Principal::new(fixture.user.to_string(), "password", false, fixture.now);
     let peer = "127.0.0.1".parse().expect("ip");
-    let client = client_ip(peer, [].iter(), &TrustedProxies::new(Vec::new())).expect("client");
+    let client =
+        client_ip(peer, &HeaderMap::new(), &TrustedProxies::new(Vec::new())).expect("client");
     let forwarded_peer = ForwardedPeer::new(peer);
     let method = http::Method::GET;
     let facts = RequestFacts {

@@ -9,9 +9,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use http::HeaderValue;
+use http::HeaderMap;
 use ipnetwork::IpNetwork;
 
+use crate::proxy::headers::X_FORWARDED_FOR;
 use crate::proxy::reject::Reject;
 
 /// The client address, normalised. Only [`client_ip`] makes one.
@@ -50,17 +51,18 @@ impl TrustedProxies {
 /// The client address for a request from `peer` carrying the given `X-Forwarded-For`
 /// header lines. A trusted peer that sends an unreadable entry before any untrusted
 /// address is refused rather than guessed around.
-pub fn client_ip<'a>(
+pub fn client_ip(
     peer: IpAddr,
-    forwarded_for: impl DoubleEndedIterator<Item = &'a HeaderValue>,
+    headers: &HeaderMap,
     trusted: &TrustedProxies,
 ) -> Result<ClientIp, Reject> {
     let peer = peer.to_canonical();
     if !trusted.contains(peer) {
+        // `X-Forwarded-For` is not even looked up: only a trusted peer's counts.
         return Ok(ClientIp(peer));
     }
     let mut leftmost = peer;
-    for line in forwarded_for.rev() {
+    for line in headers.get_all(X_FORWARDED_FOR).iter().rev() {
         let text = line.to_str().map_err(|_| Reject::BadForwardedFor)?;
         for entry in text.rsplit(',') {
             let addr = parse_entry(entry.trim()).ok_or(Reject::BadForwardedFor)?;
@@ -90,20 +92,22 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
-    use super::{TrustedProxies, client_ip};
+    use super::{TrustedProxies, X_FORWARDED_FOR, client_ip};
 
     fn check(peer: &str, xff: &[&str], trusted: &[&str]) -> String {
         let trusted = TrustedProxies::new(trusted.iter().filter_map(|t| t.parse().ok()).collect());
-        let lines: Vec<HeaderValue> = xff
-            .iter()
-            .filter_map(|v| HeaderValue::from_str(v).ok())
-            .collect();
+        let mut headers = HeaderMap::new();
+        for value in xff {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.append(X_FORWARDED_FOR, value);
+            }
+        }
         let Ok(peer) = peer.parse() else {
             return "bad peer".into();
         };
-        match client_ip(peer, lines.iter(), &trusted) {
+        match client_ip(peer, &headers, &trusted) {
             Ok(ip) => ip.to_string(),
             Err(err) => format!("reject: {}", err.code()),
         }

@@ -250,7 +250,7 @@ impl HeaderLines {
 
     /// Adds `name: value` if `value` is text a header may carry (visible ASCII, space,
     /// tab); otherwise adds nothing and says so.
-    fn push_text(&mut self, name: &HeaderName, value: &str) -> bool {
+    pub fn push_text(&mut self, name: &HeaderName, value: &str) -> bool {
         let fits = is_header_text(value);
         if fits {
             self.push_raw(name, value.as_bytes());

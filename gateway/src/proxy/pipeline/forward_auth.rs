@@ -101,11 +101,7 @@ pub(super) async fn check(
             headers.get_all(header::HOST).iter(),
         )?
     };
-    let client = client_ip(
-        conn.peer.ip(),
-        headers.get_all(super::X_FORWARDED_FOR).iter(),
-        &gateway.trusted,
-    )?;
+    let client = client_ip(conn.peer.ip(), headers, &gateway.trusted)?;
     let route = gateway.routes.lookup(host.name(), &path)?;
     crate::proxy::allowlist::check_allowlists(client, route.allowlist.as_ref())?;
     let mut response = Response::new(full(""));
