@@ -22,7 +22,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header};
 use portcullis_gateway::proxy::authn::Authenticator;
-use portcullis_gateway::session::{COOKIE, Sessions, Timeouts};
+use portcullis_gateway::session::{COOKIE, Remembered, Sessions, Timeouts};
 use portcullis_gateway::store::AuthMethod;
 
 fn session_lookup(c: &mut Criterion) {
@@ -52,14 +52,29 @@ fn session_lookup(c: &mut Criterion) {
     );
     let route = fixture.route();
     // Warm the cache (and prove the lookup succeeds) before measuring.
+    let connection = Remembered::default();
     fixture
         .runtime
-        .block_on(authenticator.authenticate(&headers, route, fixture.now))
+        .block_on(authenticator.authenticate(&headers, &connection, route, fixture.now))
         .expect("the session authenticates");
-    c.bench_function("cookie → session (warm cache)", |b| {
+    c.bench_function(
+        "cookie → session (warm cache, each request on a new connection)",
+        |b| {
+            b.iter(|| {
+                fixture.runtime.block_on(authenticator.authenticate(
+                    black_box(&headers),
+                    &Remembered::default(),
+                    route,
+                    fixture.now,
+                ))
+            });
+        },
+    );
+    c.bench_function("cookie → session (the connection's last session)", |b| {
         b.iter(|| {
             fixture.runtime.block_on(authenticator.authenticate(
                 black_box(&headers),
+                &connection,
                 route,
                 fixture.now,
             ))

@@ -625,6 +625,64 @@ async fn totp_enrolment_second_factor_replay_and_recovery_codes() {
     assert!(cookie_value(&after_reset, "__Host-portcullis").is_some());
 }
 
+/// A kept-alive connection remembers the session it presented (`session::Remembered`);
+/// two users' requests on one connection (a front proxy's pool) each get their own,
+/// and a sign-out ends the remembered session for the connection's next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_keeps_no_session_past_its_sign_out() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioIo;
+
+    let (upstream, gateway, user, _, _) = signed_in_setup().await;
+    let form = raw_get(gateway.addr, "app.test", "/.portcullis/login", &[]).await;
+    let csrf = cookie_value(&form, "__Host-portcullis-csrf").unwrap();
+    let csrf_cookie = format!("__Host-portcullis-csrf={csrf}");
+    let signed_in = password_sign_in(&gateway, &csrf_cookie, &csrf).await;
+    let session = cookie_value(&signed_in, "__Host-portcullis").unwrap();
+    let stranger = "0192f3c4000070008000000000000001.".to_owned() + &"ab".repeat(32);
+
+    let stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut get = async |cookie: &str| {
+        let request = http::Request::get("/reports")
+            .header("host", "app.test")
+            .header("cookie", format!("__Host-portcullis={cookie}"))
+            .body(crate::support::empty())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        response.into_body().collect().await.unwrap();
+        status
+    };
+    for _ in 0..3 {
+        assert_eq!(get(&session).await, 200);
+        assert_eq!(get(&stranger).await, 401);
+    }
+    assert_eq!(get(&session).await, 200);
+    let seen = upstream.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(header_values(&last.headers, "x-portcullis-user"), [user]);
+
+    let cookies = format!("__Host-portcullis={session}; {csrf_cookie}");
+    let out = post_form(
+        &gateway,
+        "/.portcullis/logout",
+        &cookies,
+        &[],
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(out.status, 303);
+    assert_eq!(
+        get(&session).await,
+        401,
+        "the connection kept a signed-out session"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_closes_when_its_session_ends() {
     use futures_util::{SinkExt, StreamExt};

@@ -15,7 +15,7 @@ use moka::future::Cache;
 use super::reject::Reject;
 use super::route::Route;
 use crate::api_token;
-use crate::session::{self, Live, SessionMemo, Sessions};
+use crate::session::{self, Live, Remembered, SessionMemo, Sessions};
 use crate::store::{ApiToken, SessionHash, Store, TokenHash, UserId, WorkspaceId};
 
 /// How long a token record (or its absence) is trusted without asking the store.
@@ -154,20 +154,21 @@ impl Authenticator {
     }
 
     /// Finds the principal for a request to a protected route.
+    /// `remembered` is the session the connection's last signed-in request presented.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
+        remembered: &Remembered,
         route: &Route,
         now: SystemTime,
     ) -> Result<Principal, Reject> {
         let unauthenticated = || Reject::Unauthenticated {
             resource: route.resource.clone().unwrap_or_default(),
         };
-        if let (Some(sessions), Some((workspace, hash))) =
-            (&self.sessions, session::presented(headers))
+        if let (Some(sessions), Some(cookie)) = (&self.sessions, session::presented_cookie(headers))
         {
             let found = sessions
-                .find_live(workspace, &hash, now)
+                .find_presented(remembered, cookie, now)
                 .await
                 .map_err(|err| {
                     tracing::error!(error = %err, "session lookup failed");

@@ -43,7 +43,7 @@ use crate::net::client_ip::{ClientIp, TrustedProxies, client_ip};
 use crate::net::framing::FramingFlag;
 use crate::net::idle::{ActivityIo, until_idle};
 use crate::ops::metrics;
-use crate::session::{SessionMemo, Sessions};
+use crate::session::{Remembered, SessionMemo, Sessions};
 use crate::store::{SessionHash, Store, WorkspaceId};
 
 /// The reserved prefix for the gateway's own endpoints, on every host.
@@ -93,6 +93,8 @@ pub struct ConnInfo {
     pub forwarded: ForwardedPeer,
     /// The upstream response deadline its requests reuse.
     pub response_timer: Arc<ResponseTimer>,
+    /// The session its last signed-in request presented.
+    pub session: Arc<Remembered>,
 }
 
 impl ConnInfo {
@@ -104,6 +106,7 @@ impl ConnInfo {
             framing,
             forwarded: ForwardedPeer::new(peer.ip()),
             response_timer: Arc::default(),
+            session: Arc::default(),
         }
     }
 }
@@ -316,6 +319,7 @@ async fn proxy<'g>(
         let now = clock::system_now();
         let authorized = check_access(
             gateway,
+            conn,
             route,
             request.headers(),
             request.method(),
@@ -423,6 +427,7 @@ async fn proxy<'g>(
 /// from `client`. Shared by the proxy and the forward-auth endpoint.
 pub(super) async fn check_access(
     gateway: &Gateway,
+    conn: &ConnInfo,
     route: &Route,
     headers: &HeaderMap,
     method: &Method,
@@ -431,7 +436,7 @@ pub(super) async fn check_access(
 ) -> Result<Authorized, Reject> {
     let principal = gateway
         .authenticator
-        .authenticate(headers, route, now)
+        .authenticate(headers, &conn.session, route, now)
         .await?;
     let snapshot = gateway.policy.snapshot();
     let remembered = principal.session_memo().and_then(SessionMemo::bindings);

@@ -7,14 +7,20 @@
 //! another process arrives), last-seen times are kept in memory and written back at
 //! most once a minute, and a logout on this instance drops the entry at once. Idle and
 //! absolute timeouts are checked on every request.
+//!
+//! A connection remembers the session its last signed-in request presented
+//! ([`Remembered`]): the next request with the same cookie on that connection reuses the
+//! record without parsing, hashing or asking the shared cache, under exactly the bounds
+//! the shared cache keeps (see [`Remembered`]).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderValue, header};
 use moka::future::Cache;
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 use crate::assertion::IdentityMemo;
 use crate::authz::bindings::UserBindings;
@@ -66,11 +72,20 @@ pub fn clear_cookie() -> HeaderValue {
 /// The session a request presents: its workspace and the hash to look up. More than
 /// one session cookie (a sign of cookie tossing), or a malformed one, is none.
 pub fn presented(headers: &HeaderMap) -> Option<(WorkspaceId, SessionHash)> {
+    presented_cookie(headers).and_then(read_cookie)
+}
+
+/// The session cookie a request presents, as sent. More than one session cookie (a
+/// sign of cookie tossing) is none.
+pub fn presented_cookie(headers: &HeaderMap) -> Option<&[u8]> {
     let mut values = cookie_value_bytes(headers, COOKIE);
     let value = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
+    values.next().is_none().then_some(value)
+}
+
+/// What a session cookie value names: its workspace and the hash to look up. A
+/// malformed value names none.
+pub fn read_cookie(value: &[u8]) -> Option<(WorkspaceId, SessionHash)> {
     // `<workspace: 32 hex>.<secret: 64 hex>`, checked byte by byte as it is read.
     let (workspace, secret) = value.split_at_checked(32)?;
     let secret = secret.strip_prefix(b".")?;
@@ -138,6 +153,8 @@ struct Cached {
     idle: Duration,
     /// How many seconds the last-seen time may stay only in memory.
     touch_every: i64,
+    /// When the record was read from the store (the shared cache keeps it [`RECHECK`]).
+    read_at: Instant,
 }
 
 impl Cached {
@@ -154,6 +171,7 @@ impl Cached {
             last_seen: AtomicI64::new(seen),
             last_written: AtomicI64::new(seen),
             memo: Arc::default(),
+            read_at: crate::clock::monotonic_now(),
             session,
         }
     }
@@ -244,6 +262,69 @@ pub struct Sessions {
     /// is a SHA-256 digest, so a fast seeded hash is enough (SipHash cost ~270
     /// instructions a lookup).
     cache: Cache<[u8; 32], Option<Arc<Cached>>, foldhash::fast::RandomState>,
+    /// Moves on every revocation on this instance: a record a connection remembers
+    /// from before is not used again.
+    generation: AtomicU64,
+}
+
+/// The session a connection's last signed-in request presented, kept for the
+/// connection's next requests.
+///
+/// A request that presents the same cookie value (compared in constant time: behind a
+/// front proxy, one connection carries many users' requests) reuses the record without
+/// parsing the cookie, hashing it or asking the shared cache. It gets nothing the
+/// shared cache would not give it: the record is used only within [`RECHECK`] of being
+/// read from the store and only if no session was revoked on this instance since it
+/// was found, and every request still passes the idle and absolute checks and counts
+/// as activity. The cookie value is wiped when it is replaced or the connection ends.
+#[derive(Default)]
+pub struct Remembered(Mutex<Option<Held>>);
+
+impl std::fmt::Debug for Remembered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Remembered(..)")
+    }
+}
+
+struct Held {
+    cookie: Zeroizing<Vec<u8>>,
+    cached: Arc<Cached>,
+    /// [`Sessions::generation`] when the record was found.
+    generation: u64,
+}
+
+impl Remembered {
+    /// The record remembered for `cookie`, if it may still be used at `now` (on the
+    /// monotonic clock) while revocations are at `generation`.
+    fn get(&self, cookie: &[u8], generation: u64, now: Instant) -> Option<Arc<Cached>> {
+        let held = self.0.lock().ok()?;
+        let held = held.as_ref()?;
+        let usable = held.generation == generation
+            && constant_time_eq(&held.cookie, cookie)
+            && now.saturating_duration_since(held.cached.read_at) < RECHECK;
+        usable.then(|| Arc::clone(&held.cached))
+    }
+
+    fn set(&self, cookie: &[u8], cached: &Arc<Cached>, generation: u64) {
+        if let Ok(mut held) = self.0.lock() {
+            *held = Some(Held {
+                cookie: Zeroizing::new(cookie.to_vec()),
+                cached: Arc::clone(cached),
+                generation,
+            });
+        }
+    }
+
+    fn forget(&self) {
+        if let Ok(mut held) = self.0.lock() {
+            *held = None;
+        }
+    }
+}
+
+/// Whether `a` and `b` are equal, in time that depends on their lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Sessions {
@@ -256,6 +337,7 @@ impl Sessions {
                 .time_to_live(RECHECK)
                 .support_invalidation_closures()
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -295,6 +377,38 @@ impl Sessions {
             .map(|live| current(&live.0)))
     }
 
+    /// The live session a request's session cookie value names, for the request path:
+    /// the shared cached record, with what the session's requests may reuse while it
+    /// lives. `remembered` is the connection's (see [`Remembered`]).
+    pub async fn find_presented(
+        &self,
+        remembered: &Remembered,
+        cookie: &[u8],
+        now: SystemTime,
+    ) -> Result<Option<Live>, SessionError> {
+        // Read before the lookup: a revocation during it makes the record unusable
+        // for the connection's next request.
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(cached) = remembered.get(cookie, generation, crate::clock::monotonic_now()) {
+            let live = self.admit(cached, now);
+            if live.is_none() {
+                remembered.forget();
+            }
+            return Ok(live);
+        }
+        let Some((workspace, hash)) = read_cookie(cookie) else {
+            return Ok(None);
+        };
+        let Some(cached) = self.cached(workspace, &hash).await? else {
+            return Ok(None);
+        };
+        let live = self.admit(Arc::clone(&cached), now);
+        if live.is_some() {
+            remembered.set(cookie, &cached, generation);
+        }
+        Ok(live)
+    }
+
     /// As [`Sessions::find`], for the request path: the shared cached record, with
     /// what the session's requests may reuse while it lives.
     pub async fn find_live(
@@ -306,8 +420,13 @@ impl Sessions {
         let Some(cached) = self.cached(workspace, hash).await? else {
             return Ok(None);
         };
+        Ok(self.admit(cached, now))
+    }
+
+    /// The record as a live session at `now`, if it is one; counts as activity.
+    fn admit(&self, cached: Arc<Cached>, now: SystemTime) -> Option<Live> {
         if !cached.is_active(now) {
-            return Ok(None);
+            return None;
         }
         let now_secs = now
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -327,7 +446,8 @@ impl Sessions {
                 .is_ok()
         {
             let store = self.store.clone();
-            let hash = hash.clone();
+            let workspace = cached.session.workspace_id;
+            let hash = cached.session.hash.clone();
             let now = OffsetDateTime::from(now);
             tokio::spawn(async move {
                 if let Err(err) = store.touch_session(workspace, &hash, now).await {
@@ -335,7 +455,7 @@ impl Sessions {
                 }
             });
         }
-        Ok(Some(Live(cached)))
+        Some(Live(cached))
     }
 
     /// Whether the session is still live at `now`, without counting as activity (for
@@ -382,6 +502,7 @@ impl Sessions {
     ) -> Result<bool, SessionError> {
         let revoked = self.store.revoke_session(workspace, hash, now).await?;
         self.cache.invalidate(hash.as_bytes()).await;
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(revoked)
     }
 }
@@ -404,6 +525,7 @@ impl Sessions {
                 .as_ref()
                 .is_some_and(|cached| cached.session.user_id == user)
         });
+        self.generation.fetch_add(1, Ordering::Release);
         if dropped.is_err() {
             // Not reachable with closures enabled; the entries still expire within
             // RECHECK, and the store already says revoked.
@@ -454,7 +576,9 @@ mod tests {
     use http::{HeaderMap, HeaderValue, header};
     use time::{Duration, OffsetDateTime};
 
-    use super::{Cached, Timeouts, current, mint, presented};
+    use std::sync::Arc;
+
+    use super::{Cached, RECHECK, Remembered, Timeouts, current, mint, presented};
     use crate::store::{AuthMethod, Session, SessionHash};
 
     /// The request path's check on the cached record ([`Cached::is_active`], on
@@ -496,6 +620,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A connection's remembered session is used only for the very cookie value that
+    /// found it, only within RECHECK of the record being read, and never after a
+    /// revocation on this instance.
+    #[test]
+    fn a_remembered_session_is_used_only_while_the_shared_cache_would() {
+        let workspace = "0192f3c4-0000-7000-8000-000000000001".parse().unwrap();
+        let now = OffsetDateTime::from_unix_timestamp(1_000).unwrap();
+        let cached = Arc::new(Cached::new(Session {
+            hash: SessionHash::of(b"s"),
+            organization_id: "0192f3c4-0000-7000-8000-000000000003".parse().unwrap(),
+            workspace_id: workspace,
+            user_id: "0192f3c4-0000-7000-8000-000000000002".parse().unwrap(),
+            created_at: now,
+            last_seen_at: now,
+            idle_timeout: Duration::seconds(100),
+            absolute_expiry: now + Duration::hours(1),
+            mfa_done: false,
+            auth_method: AuthMethod::Password,
+            revoked_at: None,
+            user_email: None,
+        }));
+        let cookie = mint(workspace).cookie_value.into_bytes();
+        let read = cached.read_at;
+        let connection = Remembered::default();
+        assert!(
+            connection.get(&cookie, 0, read).is_none(),
+            "nothing held yet"
+        );
+        connection.set(&cookie, &cached, 7);
+        let found = connection.get(&cookie, 7, read + RECHECK / 2);
+        assert!(found.is_some_and(|found| Arc::ptr_eq(&found, &cached)));
+        // Any other value: one byte changed anywhere, shorter, longer, empty.
+        for index in 0..cookie.len() {
+            let mut other = cookie.clone();
+            other[index] ^= 0x01;
+            assert!(connection.get(&other, 7, read).is_none(), "byte {index}");
+        }
+        assert!(connection.get(&cookie[..96], 7, read).is_none());
+        assert!(
+            connection
+                .get(&[&cookie[..], b"0"].concat(), 7, read)
+                .is_none()
+        );
+        assert!(connection.get(b"", 7, read).is_none());
+        // A revocation since, or the shared cache's lifetime over.
+        assert!(connection.get(&cookie, 8, read).is_none());
+        assert!(connection.get(&cookie, 7, read + RECHECK).is_none());
+        assert!(connection.get(&cookie, 7, read).is_some());
+        connection.forget();
+        assert!(connection.get(&cookie, 7, read).is_none());
     }
 
     fn headers(cookies: &[&str]) -> HeaderMap {

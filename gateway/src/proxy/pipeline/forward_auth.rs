@@ -113,7 +113,7 @@ pub(super) async fn check(
         return Ok(response);
     }
     let now = clock::system_now();
-    let authorized = match check_access(gateway, route, headers, &method, client, now).await {
+    let authorized = match check_access(gateway, conn, route, headers, &method, client, now).await {
         Ok(authorized) => authorized,
         Err(Reject::Unauthenticated { .. })
             if wants_redirect(request)

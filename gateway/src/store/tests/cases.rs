@@ -1493,3 +1493,91 @@ pub(super) async fn provider_role_bindings_sync_without_touching_manual_ones(sto
         Some(true)
     );
 }
+
+/// A connection remembers the session its last request presented: the next request
+/// with that cookie gets the same answer the shared cache would give, another cookie
+/// on the same connection (a front proxy's pool) gets its own session, and idle
+/// timeouts and revocations on this instance end a remembered session at once.
+pub(super) async fn a_connection_remembers_its_session_within_the_caches_bounds(store: Store) {
+    use std::time::SystemTime;
+
+    use crate::session::{Remembered, Sessions, Timeouts, read_cookie};
+
+    let a = tenant(&store, "acme").await;
+    let bob = store
+        .create_user(a.org, "bob@acme.example", "Bob", t0())
+        .await
+        .unwrap()
+        .id;
+    let sessions = Sessions::new(store.clone());
+    let timeouts = Timeouts {
+        idle: Duration::minutes(30),
+        absolute: Duration::hours(8),
+    };
+    let sign_in = |user: UserId, secs: i64| {
+        sessions.create(
+            a.workspace,
+            user,
+            timeouts,
+            AuthMethod::Password,
+            false,
+            at(secs),
+        )
+    };
+    let connection = Remembered::default();
+    let user_at = |cookie: String, secs: i64| {
+        let (sessions, connection) = (&sessions, &connection);
+        async move {
+            sessions
+                .find_presented(connection, cookie.as_bytes(), SystemTime::from(at(secs)))
+                .await
+                .unwrap()
+                .map(|live| live.session().user_id)
+        }
+    };
+
+    let alice_cookie = sign_in(a.user, 0).await.unwrap();
+    let bob_cookie = sign_in(bob, 0).await.unwrap();
+    assert_eq!(user_at(alice_cookie.clone(), 1).await, Some(a.user));
+    assert_eq!(user_at(alice_cookie.clone(), 2).await, Some(a.user));
+    assert_eq!(user_at(bob_cookie.clone(), 3).await, Some(bob));
+    assert_eq!(user_at(alice_cookie.clone(), 4).await, Some(a.user));
+    // One digit off names no session, remembered or not.
+    let last = alice_cookie.chars().last().unwrap();
+    let forged = format!(
+        "{}{}",
+        &alice_cookie[..alice_cookie.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    assert_eq!(user_at(forged, 5).await, None);
+    assert_eq!(user_at(alice_cookie.clone(), 6).await, Some(a.user));
+    // Idle past the timeout: refused although remembered, and forgotten.
+    assert_eq!(user_at(alice_cookie.clone(), 6 + 31 * 60).await, None);
+
+    // A sign-out on this instance ends the remembered session at once.
+    let later = 4 * 3600;
+    let alice_cookie = sign_in(a.user, later).await.unwrap();
+    assert_eq!(user_at(alice_cookie.clone(), later + 1).await, Some(a.user));
+    assert_eq!(user_at(alice_cookie.clone(), later + 2).await, Some(a.user));
+    let (workspace, hash) = read_cookie(alice_cookie.as_bytes()).unwrap();
+    assert!(
+        sessions
+            .revoke(workspace, &hash, at(later + 3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(user_at(alice_cookie, later + 4).await, None);
+
+    // So does revoking every session of the user.
+    let bob_cookie = sign_in(bob, later).await.unwrap();
+    assert_eq!(user_at(bob_cookie.clone(), later + 5).await, Some(bob));
+    assert_eq!(user_at(bob_cookie.clone(), later + 6).await, Some(bob));
+    assert_eq!(
+        sessions
+            .revoke_user(a.org, bob, at(later + 7))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(user_at(bob_cookie, later + 8).await, None);
+}

@@ -56,6 +56,7 @@ store_suite!(
     setup_tokens_work_once_and_expire,
     external_identities_link_once,
     provider_role_bindings_sync_without_touching_manual_ones,
+    a_connection_remembers_its_session_within_the_caches_bounds,
 );
 
 /// An SQLite database file (with its WAL and shared-memory files) removed on drop.
