@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header};
-use portcullis_gateway::proxy::authn::Authenticator;
-use portcullis_gateway::session::{COOKIE, Remembered, Sessions, Timeouts};
+use portcullis_gateway::proxy::authn::{Authenticator, ConnCredentials};
+use portcullis_gateway::session::{COOKIE, Sessions, Timeouts};
 use portcullis_gateway::store::AuthMethod;
 
 fn session_lookup(c: &mut Criterion) {
@@ -52,7 +52,7 @@ fn session_lookup(c: &mut Criterion) {
     );
     let route = fixture.route();
     // Warm the cache (and prove the lookup succeeds) before measuring.
-    let connection = Remembered::default();
+    let connection = ConnCredentials::default();
     fixture
         .runtime
         .block_on(authenticator.authenticate(&headers, &connection, route, fixture.now))
@@ -63,7 +63,7 @@ fn session_lookup(c: &mut Criterion) {
             b.iter(|| {
                 fixture.runtime.block_on(authenticator.authenticate(
                     black_box(&headers),
-                    &Remembered::default(),
+                    &ConnCredentials::default(),
                     route,
                     fixture.now,
                 ))

@@ -201,6 +201,42 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
         "a fresh assertion is reused, and a client's copy never passes"
     );
 
+    // One kept-alive connection carrying several callers' tokens (a front proxy's pool):
+    // each request is its own caller, whatever the connection remembered before.
+    let stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut kept_alive = async |token: &str| {
+        let request = http::Request::get("/")
+            .header("host", "app.test")
+            .header("authorization", format!("Bearer {token}"))
+            .body(crate::support::empty())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+        status
+    };
+    let last_user = || {
+        let seen = upstream.seen();
+        header_values(&seen.last().unwrap().headers, "x-portcullis-user")
+    };
+    for _ in 0..2 {
+        assert_eq!(kept_alive(&operator_token).await, 200);
+        assert_eq!(last_user(), [operator.as_str()]);
+        assert_eq!(kept_alive(&operator_token).await, 200);
+        assert_eq!(kept_alive(&stranger_token).await, 403);
+        assert_eq!(kept_alive(&unknown).await, 401);
+        assert_eq!(kept_alive(&analyst_token).await, 200);
+        assert_eq!(last_user(), [analyst.as_str()]);
+    }
+    assert_eq!(kept_alive(&operator_token).await, 200);
+
     // Revocation from the CLI takes effect within the token cache's lifetime.
     let tokens = admin_cli(
         &gateway.config,
@@ -224,6 +260,20 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
     );
     let status = wait_for_status(gateway.addr, "/", &bearer(&operator_token), 401).await;
     assert_eq!(status, 401, "a revoked token kept working");
+    // The kept-alive connection remembered the operator's token: it learns of the
+    // revocation within the same lifetime.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = kept_alive(&operator_token).await;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 401,
+        "a revoked token kept working on a kept-alive connection"
+    );
 
     // Role bindings in the store count too: granting the stranger a role lets them in
     // (within the binding cache's lifetime), revoking it shuts them out again.

@@ -19,6 +19,12 @@ pub use aead::{MainKeyBox, RecordOwner, SecretBox, record_aad};
 pub use keys::{MainKey, load_main_key};
 pub use signing::SigningKey;
 
+/// Whether `a` and `b` are equal, in time that depends on their lengths only (for
+/// comparing a presented secret with a known one).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Why loading a key, sealing or opening failed. Never contains key material,
 /// plaintext or ciphertext.
 #[derive(Debug, thiserror::Error)]

@@ -20,8 +20,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
-use super::{Form, Login, Origin, constant_time_eq, pages, redirect_with_cookie};
+use super::{Form, Login, Origin, pages, redirect_with_cookie};
 use crate::config::{EmailConfig, KeySource, SmtpSecurity};
+use crate::crypto::constant_time_eq;
 use crate::crypto::random::random_hex256;
 use crate::proxy::Body;
 use crate::session::cookie_values;

@@ -29,8 +29,8 @@ use moka::future::Cache;
 use time::OffsetDateTime;
 
 use crate::config::LoginConfig;
-use crate::crypto::SecretBox;
 use crate::crypto::random::{is_lower_hex, random_hex256};
+use crate::crypto::{SecretBox, constant_time_eq};
 use crate::net::client_ip::ClientIp;
 use crate::proxy::{Body, RequestBody};
 use crate::session::{self, Sessions, Timeouts};
@@ -603,10 +603,6 @@ fn csrf_matches(headers: &HeaderMap, field: Option<&str>) -> bool {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn with_csrf_cookie(mut response: Response<Body>, set: bool, csrf: &str) -> Response<Body> {
     if set
         && let Ok(value) = HeaderValue::from_str(&format!(
@@ -637,7 +633,8 @@ fn redirect_with_cookie(location: &str, cookie: Option<HeaderValue>) -> Response
 mod tests {
     use http::{HeaderMap, HeaderValue, header};
 
-    use super::{constant_time_eq, csrf_matches, csrf_token, query_param};
+    use super::{csrf_matches, csrf_token, query_param};
+    use crate::crypto::constant_time_eq;
 
     #[test]
     fn csrf_requires_one_matching_cookie() {

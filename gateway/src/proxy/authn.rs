@@ -6,15 +6,17 @@
 //! instance. Any doubt (malformed header, unknown, expired or revoked token, store
 //! failure) refuses the request.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, header};
 use moka::future::Cache;
+use zeroize::Zeroizing;
 
 use super::reject::Reject;
 use super::route::Route;
 use crate::api_token;
+use crate::crypto::constant_time_eq;
 use crate::session::{self, Live, Remembered, SessionMemo, Sessions};
 use crate::store::{ApiToken, SessionHash, Store, TokenHash, UserId, WorkspaceId};
 
@@ -132,6 +134,55 @@ struct CachedToken {
     email: Option<Arc<str>>,
     /// Until when the token may be used (`None`: revoked), on the request clock.
     usable_until: Option<SystemTime>,
+    /// When it was read from the store (the shared cache keeps it [`TOKEN_CACHE_TTL`]).
+    read_at: Instant,
+}
+
+/// The credentials a connection's last authenticated requests presented, so its next
+/// requests with the same ones skip the parse, the hash and the shared caches (see
+/// [`Remembered`]: the same bounds hold for tokens, whose only revocation is the
+/// store's, which the shared cache also learns only within [`TOKEN_CACHE_TTL`]).
+#[derive(Debug, Default)]
+pub struct ConnCredentials {
+    session: Remembered,
+    token: RememberedToken,
+}
+
+/// The API token a connection's last token request presented, and its record.
+#[derive(Default)]
+struct RememberedToken(Mutex<Option<HeldToken>>);
+
+impl std::fmt::Debug for RememberedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RememberedToken(..)")
+    }
+}
+
+struct HeldToken {
+    /// The token as presented; compared in constant time, wiped when replaced.
+    text: Zeroizing<Vec<u8>>,
+    cached: Arc<CachedToken>,
+}
+
+impl RememberedToken {
+    /// The record remembered for `text`, if the shared cache would still hold it at
+    /// `now` (on the monotonic clock).
+    fn get(&self, text: &[u8], now: Instant) -> Option<Arc<CachedToken>> {
+        let held = self.0.lock().ok()?;
+        let held = held.as_ref()?;
+        let usable = constant_time_eq(&held.text, text)
+            && now.saturating_duration_since(held.cached.read_at) < TOKEN_CACHE_TTL;
+        usable.then(|| Arc::clone(&held.cached))
+    }
+
+    fn set(&self, text: &[u8], cached: &Arc<CachedToken>) {
+        if let Ok(mut held) = self.0.lock() {
+            *held = Some(HeldToken {
+                text: Zeroizing::new(text.to_vec()),
+                cached: Arc::clone(cached),
+            });
+        }
+    }
 }
 
 impl Authenticator {
@@ -154,11 +205,11 @@ impl Authenticator {
     }
 
     /// Finds the principal for a request to a protected route.
-    /// `remembered` is the session the connection's last signed-in request presented.
+    /// `remembered` is what the connection's last authenticated requests presented.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
-        remembered: &Remembered,
+        remembered: &ConnCredentials,
         route: &Route,
         now: SystemTime,
     ) -> Result<Principal, Reject> {
@@ -168,7 +219,7 @@ impl Authenticator {
         if let (Some(sessions), Some(cookie)) = (&self.sessions, session::presented_cookie(headers))
         {
             let found = sessions
-                .find_presented(remembered, cookie, now)
+                .find_presented(&remembered.session, cookie, now)
                 .await
                 .map_err(|err| {
                     tracing::error!(error = %err, "session lookup failed");
@@ -192,20 +243,30 @@ impl Authenticator {
         let (Some(value), None) = (authorization.next(), authorization.next()) else {
             return Err(unauthenticated());
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .and_then(api_token::parse);
-        let Some((workspace, hash)) = token else {
+        let Some(text) = value.to_str().ok().and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .map(str::trim)
+        }) else {
             return Err(unauthenticated());
         };
-        let record = self.lookup(workspace, hash).await?;
+        let record = match remembered
+            .token
+            .get(text.as_bytes(), crate::clock::monotonic_now())
+        {
+            Some(cached) => Some(cached),
+            None => {
+                let Some((workspace, hash)) = api_token::parse(text) else {
+                    return Err(unauthenticated());
+                };
+                let record = self.lookup(workspace, hash).await?;
+                if let Some(cached) = &record {
+                    remembered.token.set(text.as_bytes(), cached);
+                }
+                record
+            }
+        };
         match record {
             Some(cached) if cached.usable_until.is_some_and(|until| now < until) => Ok(Principal {
                 user_id: Arc::clone(&cached.user_text),
@@ -239,6 +300,7 @@ impl Authenticator {
                     .map(|found| {
                         found.map(|token| {
                             Arc::new(CachedToken {
+                                read_at: crate::clock::monotonic_now(),
                                 usable_until: token
                                     .revoked_at
                                     .is_none()
@@ -255,5 +317,61 @@ impl Authenticator {
                 tracing::error!(error = %err, "token lookup failed");
                 Reject::StoreUnavailable
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use time::OffsetDateTime;
+
+    use super::{CachedToken, RememberedToken, TOKEN_CACHE_TTL};
+    use crate::store::ApiToken;
+
+    /// A connection's remembered token is used only for the very token text that
+    /// found it and only while the shared cache would still hold its record.
+    #[test]
+    fn a_remembered_token_is_used_only_while_the_shared_cache_would() {
+        let now = OffsetDateTime::from_unix_timestamp(1_000).unwrap();
+        let user = "0192f3c4-0000-7000-8000-000000000002".parse().unwrap();
+        let cached = Arc::new(CachedToken {
+            token: ApiToken {
+                id: "0192f3c4-0000-7000-8000-000000000004".parse().unwrap(),
+                workspace_id: "0192f3c4-0000-7000-8000-000000000001".parse().unwrap(),
+                name: "ci".into(),
+                created_by: user,
+                created_at: now,
+                expires_at: now + time::Duration::days(1),
+                revoked_at: None,
+                creator_email: None,
+            },
+            user_text: Arc::from("u"),
+            email: None,
+            usable_until: None,
+            read_at: crate::clock::monotonic_now(),
+        });
+        let text = crate::api_token::mint(cached.token.workspace_id).text;
+        let read = cached.read_at;
+        let connection = RememberedToken::default();
+        assert!(
+            connection.get(text.as_bytes(), read).is_none(),
+            "nothing held yet"
+        );
+        connection.set(text.as_bytes(), &cached);
+        let found = connection.get(text.as_bytes(), read + TOKEN_CACHE_TTL / 2);
+        assert!(found.is_some_and(|found| Arc::ptr_eq(&found, &cached)));
+        for index in 0..text.len() {
+            let mut other = text.clone().into_bytes();
+            other[index] ^= 0x01;
+            assert!(connection.get(&other, read).is_none(), "byte {index}");
+        }
+        assert!(connection.get(&text.as_bytes()[1..], read).is_none());
+        assert!(connection.get(b"", read).is_none());
+        assert!(
+            connection
+                .get(text.as_bytes(), read + TOKEN_CACHE_TTL)
+                .is_none()
+        );
     }
 }

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use portcullis_policy::Environment;
 
 use super::allowlist::check_allowlists;
-use super::authn::Authenticator;
+use super::authn::{Authenticator, ConnCredentials};
 use super::authz::{Authorized, RequestFacts, authorize};
 use super::headers::{
     ForwardedPeer, HeaderLines, UpstreamChain, X_FORWARDED_PROTO, sanitize_request, set_forwarding,
@@ -43,7 +43,7 @@ use crate::net::client_ip::{ClientIp, TrustedProxies, client_ip};
 use crate::net::framing::FramingFlag;
 use crate::net::idle::{ActivityIo, until_idle};
 use crate::ops::metrics;
-use crate::session::{Remembered, SessionMemo, Sessions};
+use crate::session::{SessionMemo, Sessions};
 use crate::store::{SessionHash, Store, WorkspaceId};
 
 /// The reserved prefix for the gateway's own endpoints, on every host.
@@ -93,8 +93,8 @@ pub struct ConnInfo {
     pub forwarded: ForwardedPeer,
     /// The upstream response deadline its requests reuse.
     pub response_timer: Arc<ResponseTimer>,
-    /// The session its last signed-in request presented.
-    pub session: Arc<Remembered>,
+    /// What its last authenticated requests presented.
+    pub credentials: Arc<ConnCredentials>,
 }
 
 impl ConnInfo {
@@ -106,7 +106,7 @@ impl ConnInfo {
             framing,
             forwarded: ForwardedPeer::new(peer.ip()),
             response_timer: Arc::default(),
-            session: Arc::default(),
+            credentials: Arc::default(),
         }
     }
 }
@@ -436,7 +436,7 @@ pub(super) async fn check_access(
 ) -> Result<Authorized, Reject> {
     let principal = gateway
         .authenticator
-        .authenticate(headers, &conn.session, route, now)
+        .authenticate(headers, &conn.credentials, route, now)
         .await?;
     let snapshot = gateway.policy.snapshot();
     let remembered = principal.session_memo().and_then(SessionMemo::bindings);

@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::assertion::IdentityMemo;
 use crate::authz::bindings::UserBindings;
+use crate::crypto::constant_time_eq;
 use crate::crypto::random::{is_lower_hex, random_hex256};
 use crate::store::{
     AuthMethod, NewSession, OrganizationId, Session, SessionHash, Store, StoreError, UserId,
@@ -320,11 +321,6 @@ impl Remembered {
             *held = None;
         }
     }
-}
-
-/// Whether `a` and `b` are equal, in time that depends on their lengths only.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Sessions {
