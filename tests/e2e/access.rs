@@ -215,6 +215,7 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
             .header("authorization", format!("Bearer {token}"))
             .body(crate::support::empty())
             .unwrap();
+        sender.ready().await.unwrap();
         let response = sender.send_request(request).await.unwrap();
         let status = response.status().as_u16();
         http_body_util::BodyExt::collect(response.into_body())

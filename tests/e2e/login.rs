@@ -652,6 +652,7 @@ async fn a_kept_alive_connection_keeps_no_session_past_its_sign_out() {
             .header("cookie", format!("__Host-portcullis={cookie}"))
             .body(crate::support::empty())
             .unwrap();
+        sender.ready().await.unwrap();
         let response = sender.send_request(request).await.unwrap();
         let status = response.status().as_u16();
         response.into_body().collect().await.unwrap();
