@@ -15,8 +15,8 @@
 #               bindings), `policies-1` and `policies-1000` (bundles of 1 and 1,000 policies)
 # and hands over to measure.py (wrk at c=64 and c=1, 3 rounds, medians, ratios to
 # nginx and to the main session target, then the login storm). Stops only the
-# processes it started, by PID, on any exit. Forward-auth is not measured: that mode
-# does not exist yet.
+# processes it started, by PID, on any exit. Forward-auth is measured too, directly and
+# behind an nginx `auth_request` front.
 #
 # Knobs (environment): BENCH_DURATION (s per run, default 10), BENCH_ROUNDS (3),
 # BENCH_WARMUP (3), BENCH_TARGET_DIR (/work/target-bench), BENCH_OUT (results file),
