@@ -2,8 +2,8 @@
 //! decisions through the proxy, identity headers to the upstream, revocation.
 
 use crate::support::{
-    EchoUpstream, Gateway, Setup, admin_cli, header_values, raw_exchange, raw_get, route,
-    wait_for_status,
+    EchoUpstream, Gateway, KeptAlive, Setup, admin_cli, header_values, raw_exchange, raw_get,
+    route, wait_for_status,
 };
 
 const ROUTE_EXTRA: &str = "access = \"protected\"\nresource = 'App::\"app\"'";
@@ -203,25 +203,11 @@ async fn tokens_roles_and_policies_decide_protected_routes() {
 
     // One kept-alive connection carrying several callers' tokens (a front proxy's pool):
     // each request is its own caller, whatever the connection remembered before.
-    let stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut connection = KeptAlive::open(gateway.addr).await;
     let mut kept_alive = async |token: &str| {
-        let request = http::Request::get("/")
-            .header("host", "app.test")
-            .header("authorization", format!("Bearer {token}"))
-            .body(crate::support::empty())
-            .unwrap();
-        sender.ready().await.unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let status = response.status().as_u16();
-        http_body_util::BodyExt::collect(response.into_body())
+        connection
+            .get("/", "authorization", &format!("Bearer {token}"))
             .await
-            .unwrap();
-        status
     };
     let last_user = || {
         let seen = upstream.seen();

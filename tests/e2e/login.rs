@@ -6,8 +6,8 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use crate::support::{
-    EchoUpstream, Gateway, RawResponse, Setup, admin_cli, header_values, raw_exchange, raw_get,
-    route, wait_for_status,
+    EchoUpstream, Gateway, KeptAlive, RawResponse, Setup, admin_cli, header_values, raw_exchange,
+    raw_get, route, wait_for_status,
 };
 
 pub(crate) const PASSWORD: &str = "tangerine orbit under glass";
@@ -625,60 +625,71 @@ async fn totp_enrolment_second_factor_replay_and_recovery_codes() {
     assert!(cookie_value(&after_reset, "__Host-portcullis").is_some());
 }
 
+/// Signs Olga in through the form; returns her session cookie's value and the CSRF
+/// token (its cookie is `__Host-portcullis-csrf=<token>`) that signs her out.
+async fn sign_in_with_csrf(gateway: &Gateway) -> (String, String) {
+    let form = raw_get(gateway.addr, "app.test", "/.portcullis/login", &[]).await;
+    let csrf = cookie_value(&form, "__Host-portcullis-csrf").unwrap();
+    let csrf_cookie = format!("__Host-portcullis-csrf={csrf}");
+    let signed_in = password_sign_in(gateway, &csrf_cookie, &csrf).await;
+    let session = cookie_value(&signed_in, "__Host-portcullis").unwrap();
+    (session, csrf)
+}
+
+/// Signs the session out with its CSRF token.
+async fn sign_out(gateway: &Gateway, session: &str, csrf: &str) {
+    let cookies = format!("__Host-portcullis={session}; __Host-portcullis-csrf={csrf}");
+    let out = post_form(
+        gateway,
+        "/.portcullis/logout",
+        &cookies,
+        &[],
+        &[("csrf", csrf)],
+    )
+    .await;
+    assert_eq!(out.status, 303);
+}
+
 /// A kept-alive connection remembers the session it presented (`session::Remembered`);
 /// two users' requests on one connection (a front proxy's pool) each get their own,
 /// and a sign-out ends the remembered session for the connection's next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_alive_connection_keeps_no_session_past_its_sign_out() {
-    use http_body_util::BodyExt;
-    use hyper_util::rt::TokioIo;
-
     let (upstream, gateway, user, _, _) = signed_in_setup().await;
-    let form = raw_get(gateway.addr, "app.test", "/.portcullis/login", &[]).await;
-    let csrf = cookie_value(&form, "__Host-portcullis-csrf").unwrap();
-    let csrf_cookie = format!("__Host-portcullis-csrf={csrf}");
-    let signed_in = password_sign_in(&gateway, &csrf_cookie, &csrf).await;
-    let session = cookie_value(&signed_in, "__Host-portcullis").unwrap();
+    let (session, csrf) = sign_in_with_csrf(&gateway).await;
     let stranger = "0192f3c4000070008000000000000001.".to_owned() + &"ab".repeat(32);
 
-    let stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let mut get = async |cookie: &str| {
-        let request = http::Request::get("/reports")
-            .header("host", "app.test")
-            .header("cookie", format!("__Host-portcullis={cookie}"))
-            .body(crate::support::empty())
-            .unwrap();
-        sender.ready().await.unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let status = response.status().as_u16();
-        response.into_body().collect().await.unwrap();
-        status
-    };
+    let mut connection = KeptAlive::open(gateway.addr).await;
+    let cookie = |value: &str| format!("__Host-portcullis={value}");
     for _ in 0..3 {
-        assert_eq!(get(&session).await, 200);
-        assert_eq!(get(&stranger).await, 401);
+        assert_eq!(
+            connection
+                .get("/reports", "cookie", &cookie(&session))
+                .await,
+            200
+        );
+        assert_eq!(
+            connection
+                .get("/reports", "cookie", &cookie(&stranger))
+                .await,
+            401
+        );
     }
-    assert_eq!(get(&session).await, 200);
+    assert_eq!(
+        connection
+            .get("/reports", "cookie", &cookie(&session))
+            .await,
+        200
+    );
     let seen = upstream.seen();
     let last = seen.last().unwrap();
     assert_eq!(header_values(&last.headers, "x-portcullis-user"), [user]);
 
-    let cookies = format!("__Host-portcullis={session}; {csrf_cookie}");
-    let out = post_form(
-        &gateway,
-        "/.portcullis/logout",
-        &cookies,
-        &[],
-        &[("csrf", &csrf)],
-    )
-    .await;
-    assert_eq!(out.status, 303);
+    sign_out(&gateway, &session, &csrf).await;
     assert_eq!(
-        get(&session).await,
+        connection
+            .get("/reports", "cookie", &cookie(&session))
+            .await,
         401,
         "the connection kept a signed-out session"
     );
@@ -691,11 +702,7 @@ async fn websocket_closes_when_its_session_ends() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     let (_upstream, gateway, _, _, _) = signed_in_setup().await;
-    let form = raw_get(gateway.addr, "app.test", "/.portcullis/login", &[]).await;
-    let csrf = cookie_value(&form, "__Host-portcullis-csrf").unwrap();
-    let csrf_cookie = format!("__Host-portcullis-csrf={csrf}");
-    let signed_in = password_sign_in(&gateway, &csrf_cookie, &csrf).await;
-    let session = cookie_value(&signed_in, "__Host-portcullis").unwrap();
+    let (session, csrf) = sign_in_with_csrf(&gateway).await;
 
     let mut request = format!("ws://app.test:{}/ws", gateway.addr.port())
         .into_client_request()
@@ -719,16 +726,7 @@ async fn websocket_closes_when_its_session_ends() {
         .unwrap();
     assert_eq!(echoed, Message::text("still here"));
 
-    let cookies = format!("__Host-portcullis={session}; {csrf_cookie}");
-    let out = post_form(
-        &gateway,
-        "/.portcullis/logout",
-        &cookies,
-        &[],
-        &[("csrf", &csrf)],
-    )
-    .await;
-    assert_eq!(out.status, 303);
+    sign_out(&gateway, &session, &csrf).await;
     // The tunnel notices within its re-check interval and closes.
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         loop {

@@ -504,6 +504,35 @@ pub async fn raw_get(addr: SocketAddr, host: &str, path: &str, headers: &[&str])
     raw_exchange(addr, request.as_bytes()).await
 }
 
+/// One kept-alive HTTP/1.1 connection to a gateway, for requests that must share it.
+pub struct KeptAlive(hyper::client::conn::http1::SendRequest<TestBody>);
+
+impl KeptAlive {
+    pub async fn open(addr: SocketAddr) -> KeptAlive {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        KeptAlive(sender)
+    }
+
+    /// `GET path` on `app.test` with one extra header; the status (the body is read).
+    pub async fn get(&mut self, path: &str, name: &str, value: &str) -> u16 {
+        let request = Request::get(path)
+            .header("host", "app.test")
+            .header(name, value)
+            .body(empty())
+            .unwrap();
+        // hyper refuses a request sent before the connection took back the last one.
+        self.0.ready().await.unwrap();
+        let response = self.0.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        response.into_body().collect().await.unwrap();
+        status
+    }
+}
+
 /// A plain HTTP/1.1 client.
 pub fn client()
 -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>

@@ -6,17 +6,15 @@
 //! instance. Any doubt (malformed header, unknown, expired or revoked token, store
 //! failure) refuses the request.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, header};
 use moka::future::Cache;
-use zeroize::Zeroizing;
 
 use super::reject::Reject;
 use super::route::Route;
 use crate::api_token;
-use crate::crypto::constant_time_eq;
 use crate::session::{self, Live, Remembered, SessionMemo, Sessions};
 use crate::store::{ApiToken, SessionHash, Store, TokenHash, UserId, WorkspaceId};
 
@@ -144,45 +142,8 @@ struct CachedToken {
 /// store's, which the shared cache also learns only within [`TOKEN_CACHE_TTL`]).
 #[derive(Debug, Default)]
 pub struct ConnCredentials {
-    session: Remembered,
-    token: RememberedToken,
-}
-
-/// The API token a connection's last token request presented, and its record.
-#[derive(Default)]
-struct RememberedToken(Mutex<Option<HeldToken>>);
-
-impl std::fmt::Debug for RememberedToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RememberedToken(..)")
-    }
-}
-
-struct HeldToken {
-    /// The token as presented; compared in constant time, wiped when replaced.
-    text: Zeroizing<Vec<u8>>,
-    cached: Arc<CachedToken>,
-}
-
-impl RememberedToken {
-    /// The record remembered for `text`, if the shared cache would still hold it at
-    /// `now` (on the monotonic clock).
-    fn get(&self, text: &[u8], now: Instant) -> Option<Arc<CachedToken>> {
-        let held = self.0.lock().ok()?;
-        let held = held.as_ref()?;
-        let usable = constant_time_eq(&held.text, text)
-            && now.saturating_duration_since(held.cached.read_at) < TOKEN_CACHE_TTL;
-        usable.then(|| Arc::clone(&held.cached))
-    }
-
-    fn set(&self, text: &[u8], cached: &Arc<CachedToken>) {
-        if let Ok(mut held) = self.0.lock() {
-            *held = Some(HeldToken {
-                text: Zeroizing::new(text.to_vec()),
-                cached: Arc::clone(cached),
-            });
-        }
-    }
+    session: Remembered<session::Cached>,
+    token: Remembered<CachedToken>,
 }
 
 impl Authenticator {
@@ -251,9 +212,11 @@ impl Authenticator {
         }) else {
             return Err(unauthenticated());
         };
+        // Tokens are revoked only in the store, so no generation moves here.
+        let now_monotonic = crate::clock::monotonic_now();
         let record = match remembered
             .token
-            .get(text.as_bytes(), crate::clock::monotonic_now())
+            .get(text.as_bytes(), 0, now_monotonic, TOKEN_CACHE_TTL)
         {
             Some(cached) => Some(cached),
             None => {
@@ -262,7 +225,9 @@ impl Authenticator {
                 };
                 let record = self.lookup(workspace, hash).await?;
                 if let Some(cached) = &record {
-                    remembered.token.set(text.as_bytes(), cached);
+                    remembered
+                        .token
+                        .set(text.as_bytes(), cached, 0, cached.read_at);
                 }
                 record
             }
@@ -317,61 +282,5 @@ impl Authenticator {
                 tracing::error!(error = %err, "token lookup failed");
                 Reject::StoreUnavailable
             })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use time::OffsetDateTime;
-
-    use super::{CachedToken, RememberedToken, TOKEN_CACHE_TTL};
-    use crate::store::ApiToken;
-
-    /// A connection's remembered token is used only for the very token text that
-    /// found it and only while the shared cache would still hold its record.
-    #[test]
-    fn a_remembered_token_is_used_only_while_the_shared_cache_would() {
-        let now = OffsetDateTime::from_unix_timestamp(1_000).unwrap();
-        let user = "0192f3c4-0000-7000-8000-000000000002".parse().unwrap();
-        let cached = Arc::new(CachedToken {
-            token: ApiToken {
-                id: "0192f3c4-0000-7000-8000-000000000004".parse().unwrap(),
-                workspace_id: "0192f3c4-0000-7000-8000-000000000001".parse().unwrap(),
-                name: "ci".into(),
-                created_by: user,
-                created_at: now,
-                expires_at: now + time::Duration::days(1),
-                revoked_at: None,
-                creator_email: None,
-            },
-            user_text: Arc::from("u"),
-            email: None,
-            usable_until: None,
-            read_at: crate::clock::monotonic_now(),
-        });
-        let text = crate::api_token::mint(cached.token.workspace_id).text;
-        let read = cached.read_at;
-        let connection = RememberedToken::default();
-        assert!(
-            connection.get(text.as_bytes(), read).is_none(),
-            "nothing held yet"
-        );
-        connection.set(text.as_bytes(), &cached);
-        let found = connection.get(text.as_bytes(), read + TOKEN_CACHE_TTL / 2);
-        assert!(found.is_some_and(|found| Arc::ptr_eq(&found, &cached)));
-        for index in 0..text.len() {
-            let mut other = text.clone().into_bytes();
-            other[index] ^= 0x01;
-            assert!(connection.get(&other, read).is_none(), "byte {index}");
-        }
-        assert!(connection.get(&text.as_bytes()[1..], read).is_none());
-        assert!(connection.get(b"", read).is_none());
-        assert!(
-            connection
-                .get(text.as_bytes(), read + TOKEN_CACHE_TTL)
-                .is_none()
-        );
     }
 }

@@ -118,7 +118,8 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// serves, see `net::http1`), or the body hyper read for a request it served.
 #[derive(Debug)]
 pub enum RequestBody {
-    /// No body.
+    /// No body: a head the gateway's own HTTP/1.1 server accepted, which already
+    /// refused every framing the pipeline's framing check refuses.
     Empty,
     /// A body read by hyper's server.
     Hyper(Incoming),

@@ -13,23 +13,25 @@
 //! record without parsing, hashing or asking the shared cache, under exactly the bounds
 //! the shared cache keeps (see [`Remembered`]).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderValue, header};
 use moka::future::Cache;
 use time::OffsetDateTime;
-use zeroize::Zeroizing;
 
 use crate::assertion::IdentityMemo;
 use crate::authz::bindings::UserBindings;
-use crate::crypto::constant_time_eq;
 use crate::crypto::random::{is_lower_hex, random_hex256};
 use crate::store::{
     AuthMethod, NewSession, OrganizationId, Session, SessionHash, Store, StoreError, UserId,
     WorkspaceId,
 };
+
+mod remembered;
+
+pub use remembered::Remembered;
 
 /// The session cookie's name. `__Host-` pins it to this host, `Secure` and `Path=/`.
 pub const COOKIE: &str = "__Host-portcullis";
@@ -137,7 +139,7 @@ impl From<StoreError> for SessionError {
 
 /// A cached session and its in-memory last-seen time, with what every request reads
 /// of it prepared once when the record is read.
-struct Cached {
+pub(crate) struct Cached {
     session: Session,
     /// The last request seen, in Unix seconds (written back to the store now and then).
     last_seen: AtomicI64,
@@ -268,61 +270,6 @@ pub struct Sessions {
     generation: AtomicU64,
 }
 
-/// The session a connection's last signed-in request presented, kept for the
-/// connection's next requests.
-///
-/// A request that presents the same cookie value (compared in constant time: behind a
-/// front proxy, one connection carries many users' requests) reuses the record without
-/// parsing the cookie, hashing it or asking the shared cache. It gets nothing the
-/// shared cache would not give it: the record is used only within [`RECHECK`] of being
-/// read from the store and only if no session was revoked on this instance since it
-/// was found, and every request still passes the idle and absolute checks and counts
-/// as activity. The cookie value is wiped when it is replaced or the connection ends.
-#[derive(Default)]
-pub struct Remembered(Mutex<Option<Held>>);
-
-impl std::fmt::Debug for Remembered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Remembered(..)")
-    }
-}
-
-struct Held {
-    cookie: Zeroizing<Vec<u8>>,
-    cached: Arc<Cached>,
-    /// [`Sessions::generation`] when the record was found.
-    generation: u64,
-}
-
-impl Remembered {
-    /// The record remembered for `cookie`, if it may still be used at `now` (on the
-    /// monotonic clock) while revocations are at `generation`.
-    fn get(&self, cookie: &[u8], generation: u64, now: Instant) -> Option<Arc<Cached>> {
-        let held = self.0.lock().ok()?;
-        let held = held.as_ref()?;
-        let usable = held.generation == generation
-            && constant_time_eq(&held.cookie, cookie)
-            && now.saturating_duration_since(held.cached.read_at) < RECHECK;
-        usable.then(|| Arc::clone(&held.cached))
-    }
-
-    fn set(&self, cookie: &[u8], cached: &Arc<Cached>, generation: u64) {
-        if let Ok(mut held) = self.0.lock() {
-            *held = Some(Held {
-                cookie: Zeroizing::new(cookie.to_vec()),
-                cached: Arc::clone(cached),
-                generation,
-            });
-        }
-    }
-
-    fn forget(&self) {
-        if let Ok(mut held) = self.0.lock() {
-            *held = None;
-        }
-    }
-}
-
 impl Sessions {
     /// Sessions kept in `store`.
     pub fn new(store: Store) -> Sessions {
@@ -375,17 +322,20 @@ impl Sessions {
 
     /// The live session a request's session cookie value names, for the request path:
     /// the shared cached record, with what the session's requests may reuse while it
-    /// lives. `remembered` is the connection's (see [`Remembered`]).
-    pub async fn find_presented(
+    /// lives. `remembered` is the connection's (see [`Remembered`]): it holds only
+    /// while no session was revoked on this instance since it was found.
+    pub(crate) async fn find_presented(
         &self,
-        remembered: &Remembered,
+        remembered: &Remembered<Cached>,
         cookie: &[u8],
         now: SystemTime,
     ) -> Result<Option<Live>, SessionError> {
         // Read before the lookup: a revocation during it makes the record unusable
         // for the connection's next request.
         let generation = self.generation.load(Ordering::Acquire);
-        if let Some(cached) = remembered.get(cookie, generation, crate::clock::monotonic_now()) {
+        if let Some(cached) =
+            remembered.get(cookie, generation, crate::clock::monotonic_now(), RECHECK)
+        {
             let live = self.admit(cached, now);
             if live.is_none() {
                 remembered.forget();
@@ -400,7 +350,7 @@ impl Sessions {
         };
         let live = self.admit(Arc::clone(&cached), now);
         if live.is_some() {
-            remembered.set(cookie, &cached, generation);
+            remembered.set(cookie, &cached, generation, cached.read_at);
         }
         Ok(live)
     }
@@ -572,9 +522,7 @@ mod tests {
     use http::{HeaderMap, HeaderValue, header};
     use time::{Duration, OffsetDateTime};
 
-    use std::sync::Arc;
-
-    use super::{Cached, RECHECK, Remembered, Timeouts, current, mint, presented};
+    use super::{Cached, Timeouts, current, mint, presented};
     use crate::store::{AuthMethod, Session, SessionHash};
 
     /// The request path's check on the cached record ([`Cached::is_active`], on
@@ -616,58 +564,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// A connection's remembered session is used only for the very cookie value that
-    /// found it, only within RECHECK of the record being read, and never after a
-    /// revocation on this instance.
-    #[test]
-    fn a_remembered_session_is_used_only_while_the_shared_cache_would() {
-        let workspace = "0192f3c4-0000-7000-8000-000000000001".parse().unwrap();
-        let now = OffsetDateTime::from_unix_timestamp(1_000).unwrap();
-        let cached = Arc::new(Cached::new(Session {
-            hash: SessionHash::of(b"s"),
-            organization_id: "0192f3c4-0000-7000-8000-000000000003".parse().unwrap(),
-            workspace_id: workspace,
-            user_id: "0192f3c4-0000-7000-8000-000000000002".parse().unwrap(),
-            created_at: now,
-            last_seen_at: now,
-            idle_timeout: Duration::seconds(100),
-            absolute_expiry: now + Duration::hours(1),
-            mfa_done: false,
-            auth_method: AuthMethod::Password,
-            revoked_at: None,
-            user_email: None,
-        }));
-        let cookie = mint(workspace).cookie_value.into_bytes();
-        let read = cached.read_at;
-        let connection = Remembered::default();
-        assert!(
-            connection.get(&cookie, 0, read).is_none(),
-            "nothing held yet"
-        );
-        connection.set(&cookie, &cached, 7);
-        let found = connection.get(&cookie, 7, read + RECHECK / 2);
-        assert!(found.is_some_and(|found| Arc::ptr_eq(&found, &cached)));
-        // Any other value: one byte changed anywhere, shorter, longer, empty.
-        for index in 0..cookie.len() {
-            let mut other = cookie.clone();
-            other[index] ^= 0x01;
-            assert!(connection.get(&other, 7, read).is_none(), "byte {index}");
-        }
-        assert!(connection.get(&cookie[..96], 7, read).is_none());
-        assert!(
-            connection
-                .get(&[&cookie[..], b"0"].concat(), 7, read)
-                .is_none()
-        );
-        assert!(connection.get(b"", 7, read).is_none());
-        // A revocation since, or the shared cache's lifetime over.
-        assert!(connection.get(&cookie, 8, read).is_none());
-        assert!(connection.get(&cookie, 7, read + RECHECK).is_none());
-        assert!(connection.get(&cookie, 7, read).is_some());
-        connection.forget();
-        assert!(connection.get(&cookie, 7, read).is_none());
     }
 
     fn headers(cookies: &[&str]) -> HeaderMap {
