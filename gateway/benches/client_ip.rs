@@ -20,6 +20,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use portcullis_gateway::net::client_ip::{TrustedProxies, client_ip};
 use portcullis_gateway::proxy::allowlist::{Allowlist, check_allowlists};
+use portcullis_gateway::proxy::request::RequestHeaders;
 
 fn client_ip_and_allowlist(c: &mut Criterion) {
     let networks = |cidrs: &[&str]| -> Vec<ipnetwork::IpNetwork> {
@@ -45,7 +46,8 @@ fn client_ip_and_allowlist(c: &mut Criterion) {
         "x-forwarded-for",
         HeaderValue::from_static("203.0.113.9, 198.51.100.7, 10.9.9.9"),
     );
-    let none = HeaderMap::new();
+    let chain = RequestHeaders::from_map(&chain);
+    let none = RequestHeaders::default();
     let mut group = c.benchmark_group("client ip + allowlist");
     group.bench_function("direct peer", |b| {
         b.iter(|| {

@@ -28,6 +28,7 @@ use portcullis_gateway::proxy::authz::{RequestFacts, authorize};
 use portcullis_gateway::proxy::headers::{
     ForwardedPeer, HeaderLines, UpstreamChain, sanitize_request, set_forwarding, set_identity,
 };
+use portcullis_gateway::proxy::request::RequestHeaders;
 
 /// A browser's request as it reaches the gateway.
 fn browser_headers() -> HeaderMap {
@@ -65,8 +66,12 @@ fn header_rewrite(c: &mut Criterion) {
     let route = fixture.route();
     let principal = Principal::new(fixture.user.to_string(), "password", false, fixture.now);
     let peer = "127.0.0.1".parse().expect("ip");
-    let client =
-        client_ip(peer, &HeaderMap::new(), &TrustedProxies::new(Vec::new())).expect("client");
+    let client = client_ip(
+        peer,
+        &RequestHeaders::default(),
+        &TrustedProxies::new(Vec::new()),
+    )
+    .expect("client");
     let forwarded_peer = ForwardedPeer::new(peer);
     let method = http::Method::GET;
     let facts = RequestFacts {
@@ -82,10 +87,10 @@ fn header_rewrite(c: &mut Criterion) {
     let mut group = c.benchmark_group("header rewrite + assertion");
     group.bench_function("warm assertion", |b| {
         b.iter_batched(
-            browser_headers,
+            || RequestHeaders::from_map(&browser_headers()),
             |mut headers| {
-                sanitize_request(&mut headers, &strip);
                 let mut added = HeaderLines::with_capacity(1024);
+                sanitize_request(&mut headers, &strip, &mut added);
                 set_forwarding(
                     &mut added,
                     UpstreamChain::default(),

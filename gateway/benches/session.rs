@@ -22,6 +22,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header};
 use portcullis_gateway::proxy::authn::{Authenticator, ConnCredentials};
+use portcullis_gateway::proxy::request::RequestHeaders;
 use portcullis_gateway::session::{COOKIE, Sessions, Timeouts};
 use portcullis_gateway::store::AuthMethod;
 
@@ -50,6 +51,7 @@ fn session_lookup(c: &mut Criterion) {
         header::COOKIE,
         HeaderValue::from_str(&format!("theme=dark; {COOKIE}={cookie}")).expect("cookie"),
     );
+    let headers = RequestHeaders::from_map(&headers);
     let route = fixture.route();
     // Warm the cache (and prove the lookup succeeds) before measuring.
     let connection = ConnCredentials::default();

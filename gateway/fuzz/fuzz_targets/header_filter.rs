@@ -4,7 +4,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use portcullis_gateway::proxy::headers::{is_reserved, sanitize_request};
+use portcullis_gateway::proxy::headers::{HeaderLines, is_reserved, sanitize_request};
+use portcullis_gateway::proxy::request::RequestHeaders;
 
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
@@ -30,9 +31,16 @@ fuzz_target!(|data: &[u8]| {
         headers.append(name, value);
     }
     let extra = [HeaderName::from_static("remote-user")];
-    sanitize_request(&mut headers, &extra);
-    for name in headers.keys() {
-        assert!(!is_reserved(name.as_str(), &extra), "{name} survived");
+    let mut headers = RequestHeaders::from_map(&headers);
+    let mut added = HeaderLines::default();
+    sanitize_request(&mut headers, &extra, &mut added);
+    for name in headers.to_map().keys() {
+        assert!(!is_reserved(name.as_str().as_bytes(), &extra), "{name} survived");
         assert!(!HOP_BY_HOP.contains(&name.as_str()), "{name} survived");
+    }
+    // Only filtered `Cookie` lines are added.
+    for line in added.as_bytes().split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+        assert!(line.starts_with(b"cookie: "), "{line:?} added");
+        assert!(!line.windows(17).any(|w| w == b"__Host-portcullis"), "a gateway cookie survived");
     }
 });

@@ -9,11 +9,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use http::HeaderMap;
 use ipnetwork::IpNetwork;
 
-use crate::proxy::headers::X_FORWARDED_FOR;
 use crate::proxy::reject::Reject;
+use crate::proxy::request::{Known, RequestHeaders};
 
 /// The client address, normalised. Only [`client_ip`] makes one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +52,7 @@ impl TrustedProxies {
 /// address is refused rather than guessed around.
 pub fn client_ip(
     peer: IpAddr,
-    headers: &HeaderMap,
+    headers: &RequestHeaders,
     trusted: &TrustedProxies,
 ) -> Result<ClientIp, Reject> {
     let peer = peer.to_canonical();
@@ -62,8 +61,8 @@ pub fn client_ip(
         return Ok(ClientIp(peer));
     }
     let mut leftmost = peer;
-    for line in headers.get_all(X_FORWARDED_FOR).iter().rev() {
-        let text = line.to_str().map_err(|_| Reject::BadForwardedFor)?;
+    for line in headers.get_all(Known::XForwardedFor).rev() {
+        let text = std::str::from_utf8(line).map_err(|_| Reject::BadForwardedFor)?;
         for entry in text.rsplit(',') {
             let addr = parse_entry(entry.trim()).ok_or(Reject::BadForwardedFor)?;
             if !trusted.contains(addr) {
@@ -94,7 +93,9 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 mod tests {
     use http::{HeaderMap, HeaderValue};
 
-    use super::{TrustedProxies, X_FORWARDED_FOR, client_ip};
+    use super::{TrustedProxies, client_ip};
+    use crate::proxy::headers::X_FORWARDED_FOR;
+    use crate::proxy::request::RequestHeaders;
 
     fn check(peer: &str, xff: &[&str], trusted: &[&str]) -> String {
         let trusted = TrustedProxies::new(trusted.iter().filter_map(|t| t.parse().ok()).collect());
@@ -107,7 +108,7 @@ mod tests {
         let Ok(peer) = peer.parse() else {
             return "bad peer".into();
         };
-        match client_ip(peer, &headers, &trusted) {
+        match client_ip(peer, &RequestHeaders::from_map(&headers), &trusted) {
             Ok(ip) => ip.to_string(),
             Err(err) => format!("reject: {}", err.code()),
         }

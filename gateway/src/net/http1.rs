@@ -23,16 +23,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header,
-};
+use http::{HeaderMap, Method, Response, StatusCode, Uri, Version, header};
 use http_body::{Body as _, Frame};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::clock;
 use crate::config::Limits;
-use crate::proxy::pipeline::{ConnInfo, Gateway, HEADERS_ADDED, handle};
+use crate::proxy::pipeline::{ConnInfo, Gateway, handle};
+use crate::proxy::request::{ClientRequest, Field, Known, RequestHeaders};
 use crate::proxy::upstream::BodyError;
 use crate::proxy::upstream::codec::UpstreamHeaders;
 use crate::proxy::{Body, RequestBody};
@@ -101,9 +100,10 @@ pub(super) async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut scratch = Scratch::default();
+    // The response being written, kept for the life of the connection.
+    let mut out = Vec::new();
     loop {
-        let (request, keep_alive) = match read_head(io, buf, limits, state, &mut scratch).await {
+        let (request, keep_alive) = match read_head(io, buf, limits, state).await {
             Ok(HeadRead::Request(request, keep_alive)) => (request, keep_alive),
             Ok(HeadRead::HandOff) => return Next::HandOff,
             Ok(HeadRead::Closed) => return Next::Close,
@@ -113,12 +113,12 @@ where
             }
         };
         let exchange = Exchange {
-            version: request.version(),
-            head_request: request.method() == Method::HEAD,
+            version: request.version,
+            head_request: request.method == Method::HEAD,
             keep_alive,
         };
         let response = handle(gateway, conn, request).await;
-        match write_response(io, &mut scratch.out, response, &exchange, state).await {
+        match write_response(io, &mut out, response, &exchange, state).await {
             Ok(true) => {}
             Ok(false) => {
                 // Best effort: the peer may be gone already.
@@ -133,20 +133,12 @@ where
     }
 }
 
-/// Buffers kept for the life of the connection.
-#[derive(Default)]
-struct Scratch {
-    head: HeadScratch,
-    /// The response being written.
-    out: Vec<u8>,
-}
-
 #[expect(
     clippy::large_enum_variant,
     reason = "the request is moved once; boxing it would allocate on every request"
 )]
 enum HeadRead {
-    Request(Request<RequestBody>, bool),
+    Request(ClientRequest, bool),
     HandOff,
     Closed,
 }
@@ -156,7 +148,6 @@ async fn read_head<S>(
     buf: &mut BytesMut,
     limits: &Limits,
     state: &ConnState,
-    scratch: &mut Scratch,
 ) -> io::Result<HeadRead>
 where
     S: AsyncRead + Unpin,
@@ -165,12 +156,7 @@ where
     loop {
         state.set_busy(!buf.is_empty());
         if !buf.is_empty() {
-            match parse_head(
-                buf,
-                limits.max_headers,
-                limits.max_header_bytes,
-                &mut scratch.head,
-            ) {
+            match parse_head(buf, limits.max_headers, limits.max_header_bytes) {
                 Parsed::Serve {
                     request,
                     keep_alive,
@@ -216,7 +202,7 @@ pub enum Parsed {
     /// Served here: the request, taken out of the buffer.
     Serve {
         /// The request, with no body.
-        request: Request<RequestBody>,
+        request: ClientRequest,
         /// Whether the client wants the connection kept open afterwards.
         keep_alive: bool,
     },
@@ -233,44 +219,38 @@ struct Accepted {
     version: Version,
     target: (usize, usize),
     keep_alive: bool,
+    fields: Vec<Field>,
 }
-
-/// The headers of the head being parsed (name and where the value lies), kept for the
-/// life of a connection so parsing allocates nothing.
-#[derive(Debug, Default)]
-pub struct HeadScratch(Vec<(HeaderName, usize, usize)>);
 
 /// Parses the head at the start of `buf` with at most `max_headers` headers and
 /// `max_bytes` bytes, and takes it out of `buf` only when it is served here (a head
 /// over either limit goes to hyper, which refuses it with 431).
-pub fn parse_head(
-    buf: &mut BytesMut,
-    max_headers: usize,
-    max_bytes: usize,
-    scratch: &mut HeadScratch,
-) -> Parsed {
-    let headers = &mut scratch.0;
-    headers.clear();
-    let accepted = match scan_head(buf, max_headers.min(MAX_HEADERS), headers) {
+pub fn parse_head(buf: &mut BytesMut, max_headers: usize, max_bytes: usize) -> Parsed {
+    let accepted = match scan_head(buf, max_headers.min(MAX_HEADERS)) {
         Ok(Some(accepted)) if accepted.len <= max_bytes => accepted,
         Ok(Some(_)) | Err(Refused) => return Parsed::HandOff,
         Ok(None) => return Parsed::Partial,
     };
     let head = buf.split_to(accepted.len).freeze();
-    match build_request(&head, &accepted, headers) {
-        Some(request) => Parsed::Serve {
-            request,
-            keep_alive: accepted.keep_alive,
+    let (start, end) = accepted.target;
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(start..end)) else {
+        // A target `Uri` refuses: put the head back for hyper, which answers it.
+        let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+        whole.extend_from_slice(&head);
+        whole.extend_from_slice(buf);
+        *buf = whole;
+        return Parsed::HandOff;
+    };
+    Parsed::Serve {
+        request: ClientRequest {
+            method: accepted.method,
+            uri,
+            version: accepted.version,
+            headers: RequestHeaders::from_wire(head, accepted.fields),
+            body: RequestBody::Empty,
+            upgrade: None,
         },
-        None => {
-            // A value `HeaderValue` refuses (httparse already refuses nearly all of
-            // them): put the head back for hyper.
-            let mut whole = BytesMut::with_capacity(head.len() + buf.len());
-            whole.extend_from_slice(&head);
-            whole.extend_from_slice(buf);
-            *buf = whole;
-            Parsed::HandOff
-        }
+        keep_alive: accepted.keep_alive,
     }
 }
 
@@ -278,11 +258,7 @@ pub fn parse_head(
 struct Refused;
 
 /// Checks the head at the start of `buf`: `Ok(None)` while it is incomplete.
-fn scan_head(
-    buf: &[u8],
-    max_headers: usize,
-    headers: &mut Vec<(HeaderName, usize, usize)>,
-) -> Result<Option<Accepted>, Refused> {
+fn scan_head(buf: &[u8], max_headers: usize) -> Result<Option<Accepted>, Refused> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     let len = match request
@@ -305,29 +281,42 @@ fn scan_head(
     }
     let mut keep_alive = version == Version::HTTP_11;
     let mut lengths = 0;
-    for field in request.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| Refused)?;
-        if name == header::TRANSFER_ENCODING || name == header::UPGRADE || name == header::EXPECT {
-            return Err(Refused);
-        }
-        if name == header::CONTENT_LENGTH {
-            lengths += 1;
-            if lengths > 1 || field.value != b"0" {
-                return Err(Refused);
-            }
-        }
-        if name == header::CONNECTION {
-            for token in field.value.split(|&byte| byte == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    keep_alive = true;
+    let mut fields = Vec::with_capacity(request.headers.len());
+    for line in request.headers.iter() {
+        // httparse accepted only what `HeaderName` and `HeaderValue` accept (names of
+        // token characters; values without CR, LF, NUL or other controls but tab).
+        let name = line.name.as_bytes();
+        let name_at = offset_in(buf, name);
+        let value_at = offset_in(buf, line.value);
+        let field = Field::new(
+            name,
+            (name_at, name_at + name.len()),
+            (value_at, value_at + line.value.len()),
+        )
+        .ok_or(Refused)?;
+        match field.known() {
+            Known::TransferEncoding | Known::Upgrade | Known::Expect => return Err(Refused),
+            Known::ContentLength => {
+                lengths += 1;
+                if lengths > 1 || line.value != b"0" {
+                    return Err(Refused);
                 }
             }
+            Known::Connection => {
+                for token in line.value.split(|&byte| byte == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        keep_alive = false;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive")
+                        && version == Version::HTTP_10
+                    {
+                        keep_alive = true;
+                    }
+                }
+            }
+            _ => {}
         }
-        let start = offset_in(buf, field.value);
-        headers.push((name, start, start + field.value.len()));
+        fields.push(field);
     }
     let start = offset_in(buf, target.as_bytes());
     Ok(Some(Accepted {
@@ -336,32 +325,13 @@ fn scan_head(
         version,
         target: (start, start + target.len()),
         keep_alive,
+        fields,
     }))
 }
 
 /// Where `part`, a slice of `whole`, begins in it.
 fn offset_in(whole: &[u8], part: &[u8]) -> usize {
     (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
-}
-
-fn build_request(
-    head: &Bytes,
-    accepted: &Accepted,
-    headers: &mut Vec<(HeaderName, usize, usize)>,
-) -> Option<Request<RequestBody>> {
-    let (start, end) = accepted.target;
-    let uri = Uri::from_maybe_shared(head.slice(start..end)).ok()?;
-    let mut map = HeaderMap::with_capacity(headers.len() + HEADERS_ADDED);
-    for (name, start, end) in headers.drain(..) {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end)).ok()?;
-        map.append(name, value);
-    }
-    let mut request = Request::new(RequestBody::Empty);
-    *request.method_mut() = accepted.method.clone();
-    *request.uri_mut() = uri;
-    *request.version_mut() = accepted.version;
-    *request.headers_mut() = map;
-    Some(request)
 }
 
 /// What the response depends on from its request.

@@ -29,7 +29,8 @@ use super::watched::{self, First};
 use super::workers::Workers;
 use crate::config::Limits;
 use crate::proxy::pipeline::{ConnInfo, Gateway, handle};
-use crate::proxy::{RequestBody, with_all_headers};
+use crate::proxy::request::ClientRequest;
+use crate::proxy::with_all_headers;
 
 /// What every connection task of one listener shares.
 #[derive(Clone)]
@@ -160,7 +161,7 @@ where
         let gateway = Arc::clone(&gateway);
         let conn = conn.clone();
         async move {
-            let request = request.map(RequestBody::Hyper);
+            let request = ClientRequest::from_hyper(request);
             // hyper writes heads from the map alone.
             Ok::<_, Infallible>(with_all_headers(handle(&gateway, &conn, request).await))
         }

@@ -46,7 +46,7 @@ pub fn check_allowlists<'a>(
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderMap;
+    use crate::proxy::request::RequestHeaders;
 
     use super::{Allowlist, check_allowlists};
     use crate::net::client_ip::{TrustedProxies, client_ip};
@@ -60,7 +60,7 @@ mod tests {
 
     fn allowed(peer: &str, lists: &[Allowlist]) -> bool {
         let Ok(peer) = peer.parse() else { return false };
-        let Ok(ip) = client_ip(peer, &HeaderMap::new(), &TrustedProxies::default()) else {
+        let Ok(ip) = client_ip(peer, &RequestHeaders::default(), &TrustedProxies::default()) else {
             return false;
         };
         check_allowlists(ip, lists).is_ok()

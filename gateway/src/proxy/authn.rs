@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderMap, header};
 use moka::future::Cache;
 
 use super::reject::Reject;
+use super::request::{Known, RequestHeaders};
 use super::route::Route;
 use crate::api_token;
 use crate::session::{self, Live, Remembered, SessionMemo, Sessions};
@@ -169,7 +169,7 @@ impl Authenticator {
     /// `remembered` is what the connection's last authenticated requests presented.
     pub async fn authenticate(
         &self,
-        headers: &HeaderMap,
+        headers: &RequestHeaders,
         remembered: &ConnCredentials,
         route: &Route,
         now: SystemTime,
@@ -177,8 +177,10 @@ impl Authenticator {
         let unauthenticated = || Reject::Unauthenticated {
             resource: route.resource.clone().unwrap_or_default(),
         };
-        if let (Some(sessions), Some(cookie)) = (&self.sessions, session::presented_cookie(headers))
-        {
+        if let (Some(sessions), Some(cookie)) = (
+            &self.sessions,
+            session::presented_cookie_in(headers.get_all(Known::Cookie)),
+        ) {
             let found = sessions
                 .find_presented(&remembered.session, cookie, now)
                 .await
@@ -200,11 +202,11 @@ impl Authenticator {
                 });
             }
         }
-        let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+        let mut authorization = headers.get_all(Known::Authorization);
         let (Some(value), None) = (authorization.next(), authorization.next()) else {
             return Err(unauthenticated());
         };
-        let Some(text) = value.to_str().ok().and_then(|value| {
+        let Some(text) = std::str::from_utf8(value).ok().and_then(|value| {
             value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))

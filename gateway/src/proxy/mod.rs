@@ -10,6 +10,7 @@ pub mod headers;
 pub mod path;
 pub mod pipeline;
 pub mod reject;
+pub mod request;
 pub mod route;
 pub mod upstream;
 

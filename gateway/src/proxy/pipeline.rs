@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header,
-};
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
 use hyper_util::rt::TokioIo;
 use portcullis_policy::Environment;
 
@@ -22,11 +20,12 @@ use super::allowlist::check_allowlists;
 use super::authn::{Authenticator, ConnCredentials};
 use super::authz::{Authorized, RequestFacts, authorize};
 use super::headers::{
-    ForwardedPeer, HeaderLines, UpstreamChain, X_FORWARDED_PROTO, sanitize_request, set_forwarding,
-    set_identity, set_identity_headers,
+    ForwardedPeer, HeaderLines, UpstreamChain, sanitize_request, set_forwarding, set_identity,
+    set_identity_headers,
 };
 use super::path::{CanonicalPath, PathError};
 use super::reject::{Reject, RequestMeta, error_response, wants_html};
+use super::request::{ClientRequest, Known, RequestHeaders};
 use super::route::{Route, RouteTable, request_host};
 use super::upstream::{ResponseTimer, Tunnel, UpstreamError};
 use super::{Body, RequestBody, full};
@@ -178,10 +177,6 @@ impl Gateway {
     }
 }
 
-/// Room for a client request's headers beyond those it came with: `Host` (when the
-/// route names the upstream's) and, on the upgrade path, `Connection` and `Upgrade`.
-pub(crate) const HEADERS_ADDED: usize = 3;
-
 /// What the lines the gateway adds to a request take besides the identity lines
 /// (forwarding, request id, roles), so their buffer is allocated once.
 const ADDED_LINES_BYTES: usize = 512;
@@ -211,17 +206,13 @@ impl RequestId {
 }
 
 /// Serves one request from a client connection.
-pub async fn handle(
-    gateway: &Gateway,
-    conn: &ConnInfo,
-    request: Request<RequestBody>,
-) -> Response<Body> {
+pub async fn handle(gateway: &Gateway, conn: &ConnInfo, request: ClientRequest) -> Response<Body> {
     let started = clock::monotonic_now();
     let request_id = RequestId::random();
     let meta = RequestMeta {
         request_id: request_id.as_str(),
-        wants_html: wants_html(request.headers().get(header::ACCEPT)),
-        version: request.version(),
+        wants_html: wants_html(request.headers.get(Known::Accept)),
+        version: request.version,
     };
     let mut route = None;
     let result = proxy(gateway, conn, &meta, request, &mut route).await;
@@ -243,7 +234,7 @@ async fn proxy<'g>(
     gateway: &'g Gateway,
     conn: &ConnInfo,
     meta: &RequestMeta<'_>,
-    mut request: Request<RequestBody>,
+    request: ClientRequest,
     route_found: &mut Option<&'g Route>,
 ) -> Result<Response<Body>, Reject> {
     if conn.framing.is_ambiguous() {
@@ -253,14 +244,14 @@ async fn proxy<'g>(
     }
     // A head the gateway's own HTTP/1.1 server served (no body) was refused there for
     // everything this refuses (`net::http1`, whose tests pin it).
-    if !matches!(request.body(), RequestBody::Empty) {
-        check_framing(request.version(), request.headers())?;
+    if !matches!(request.body, RequestBody::Empty) {
+        check_framing(request.version, &request.headers)?;
     }
-    if request.method() == Method::CONNECT || request.uri().path() == "*" {
+    if request.method == Method::CONNECT || request.uri.path() == "*" {
         return Err(Reject::UnsupportedTarget);
     }
     let target_len = request
-        .uri()
+        .uri
         .path_and_query()
         .map_or(0, |pq| pq.as_str().len());
     if target_len > gateway.max_uri_bytes {
@@ -268,13 +259,13 @@ async fn proxy<'g>(
             limit: gateway.max_uri_bytes,
         });
     }
-    let path = CanonicalPath::parse(request.uri().path(), gateway.reject_path_parameters).map_err(
+    let path = CanonicalPath::parse(request.uri.path(), gateway.reject_path_parameters).map_err(
         |err| match err {
             PathError::NotOriginForm => Reject::UnsupportedTarget,
             other => Reject::AmbiguousPath(other),
         },
     )?;
-    if path.as_str() == forward_auth::FORWARD_AUTH_PATH && request.method() == Method::GET {
+    if path.as_str() == forward_auth::FORWARD_AUTH_PATH && request.method == Method::GET {
         return forward_auth::check(gateway, conn, meta, &request).await;
     }
     let reserved = path.as_str() == "/.portcullis" || path.as_str().starts_with(RESERVED_PREFIX);
@@ -283,19 +274,19 @@ async fn proxy<'g>(
         return reserved_endpoint(gateway, &path, meta);
     }
 
-    let client = client_ip(conn.peer.ip(), request.headers(), &gateway.trusted)?;
+    let client = client_ip(conn.peer.ip(), &request.headers, &gateway.trusted)?;
     let host = request_host(
-        request.uri().authority(),
-        request.headers().get_all(header::HOST).iter(),
+        request.uri.authority(),
+        request.headers.get_all(Known::Host),
     )?;
     if let (true, Some(login)) = (reserved, &gateway.login) {
         // Behind a TLS-terminating trusted proxy the browser's origin is https even
         // though this hop is plain HTTP.
         let forwarded_https = gateway.trusted.contains(conn.peer.ip().to_canonical())
             && request
-                .headers()
-                .get(X_FORWARDED_PROTO)
-                .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+                .headers
+                .get(Known::XForwardedProto)
+                .is_some_and(|proto| proto.eq_ignore_ascii_case(b"https"));
         let scheme = if conn.tls || forwarded_https {
             "https"
         } else {
@@ -308,6 +299,7 @@ async fn proxy<'g>(
         // Boxed: the sign-in flows' futures are many kilobytes, and unboxed they would
         // make every proxied request's future as large (hyper moves it on each
         // request; callgrind counted 20k instructions of memcpy).
+        let request = request.into_http();
         return Ok(Box::pin(login.handle(path.as_str(), request, &origin)).await);
     }
     let route = gateway.routes.lookup(host.name(), &path)?;
@@ -321,8 +313,8 @@ async fn proxy<'g>(
             gateway,
             conn,
             route,
-            request.headers(),
-            request.method(),
+            &request.headers,
+            &request.method,
             client,
             now,
         )
@@ -334,14 +326,20 @@ async fn proxy<'g>(
     };
 
     let websocket = route.websocket && is_websocket_upgrade(&request);
-    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
-    let (mut parts, body) = request.into_parts();
+    let ClientRequest {
+        method,
+        uri,
+        mut headers,
+        body,
+        upgrade,
+        ..
+    } = request;
+    let client_upgrade = if websocket { upgrade } else { None };
     let chain = if gateway.trusted.contains(conn.peer.ip().to_canonical()) {
-        UpstreamChain::capture(&parts.headers)
+        UpstreamChain::capture(&headers)
     } else {
         UpstreamChain::default()
     };
-    sanitize_request(&mut parts.headers, &gateway.strip_headers);
     // The identity lines come ready, prepared once for the principal on this route.
     let identity = match &authorized {
         Some((authorized, now)) => Some(
@@ -358,24 +356,29 @@ async fn proxy<'g>(
         .as_ref()
         .map_or(0, |identity| identity.lines().as_bytes().len());
     let mut added = HeaderLines::with_capacity(ADDED_LINES_BYTES + identity_bytes);
+    sanitize_request(&mut headers, &gateway.strip_headers, &mut added);
     let proto = if conn.tls { "https" } else { "http" };
     set_forwarding(&mut added, chain, &conn.forwarded, proto, host.raw());
     if let (Some((authorized, _)), Some(identity)) = (&authorized, &identity) {
-        set_identity(&mut added, &mut parts.headers, authorized, identity);
+        set_identity(&mut added, &mut headers, authorized, identity);
     }
-    forwarded_host(&mut parts.headers, route, host.raw())?;
+    forwarded_host(&mut headers, &mut added, route, host.raw())?;
     added.push_text(&REQUEST_ID_HEADER, meta.request_id);
     if websocket {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts
-            .headers
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        added.push(&header::CONNECTION, &HeaderValue::from_static("upgrade"));
+        added.push(&header::UPGRADE, &HeaderValue::from_static("websocket"));
     }
     let response = route
         .upstream
-        .send(parts, &added, body, &path, &conn.response_timer)
+        .send(
+            &method,
+            uri.query(),
+            &headers,
+            &added,
+            body,
+            &path,
+            &conn.response_timer,
+        )
         .await?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -429,7 +432,7 @@ pub(super) async fn check_access(
     gateway: &Gateway,
     conn: &ConnInfo,
     route: &Route,
-    headers: &HeaderMap,
+    headers: &RequestHeaders,
     method: &Method,
     client: ClientIp,
     now: SystemTime,
@@ -479,15 +482,15 @@ pub(super) async fn check_access(
 fn sign_in_instead(
     gateway: &Gateway,
     reject: Reject,
-    request: &Request<RequestBody>,
+    request: &ClientRequest,
     meta: &RequestMeta<'_>,
 ) -> Reject {
-    let browser_read = meta.wants_html && matches!(*request.method(), Method::GET | Method::HEAD);
+    let browser_read = meta.wants_html && matches!(request.method, Method::GET | Method::HEAD);
     if !matches!(reject, Reject::Unauthenticated { .. }) || !browser_read || gateway.login.is_none()
     {
         return reject;
     }
-    let return_to = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let return_to = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("rd", return_to)
         .finish();
@@ -499,10 +502,10 @@ fn sign_in_instead(
 /// Refuses framing a smuggling attack relies on: `Content-Length` together with
 /// `Transfer-Encoding`, several or list-valued lengths, a transfer coding other than
 /// exactly `chunked`, and any transfer coding on HTTP/1.0.
-pub(crate) fn check_framing(version: Version, headers: &HeaderMap) -> Result<(), Reject> {
-    // Read through the iterators (no collecting): this runs on every request.
-    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+pub(crate) fn check_framing(version: Version, headers: &RequestHeaders) -> Result<(), Reject> {
+    // Read through the iterators (no collecting).
+    let mut lengths = headers.get_all(Known::ContentLength);
+    let mut codings = headers.get_all(Known::TransferEncoding);
     let (length, coding) = (lengths.next(), codings.next());
     if length.is_some() && coding.is_some() {
         return Err(Reject::BadFraming(
@@ -513,7 +516,7 @@ pub(crate) fn check_framing(version: Version, headers: &HeaderMap) -> Result<(),
         return Err(Reject::BadFraming("more than one Content-Length"));
     }
     if let Some(length) = length
-        && (length.is_empty() || !length.as_bytes().iter().all(u8::is_ascii_digit))
+        && (length.is_empty() || !length.iter().all(u8::is_ascii_digit))
     {
         return Err(Reject::BadFraming("Content-Length is not a single number"));
     }
@@ -521,7 +524,7 @@ pub(crate) fn check_framing(version: Version, headers: &HeaderMap) -> Result<(),
         if version == Version::HTTP_10 {
             return Err(Reject::BadFraming("Transfer-Encoding on HTTP/1.0"));
         }
-        if codings.next().is_some() || !coding.as_bytes().eq_ignore_ascii_case(b"chunked") {
+        if codings.next().is_some() || !coding.eq_ignore_ascii_case(b"chunked") {
             return Err(Reject::BadFraming(
                 "Transfer-Encoding other than exactly `chunked`",
             ));
@@ -574,36 +577,40 @@ fn json_response(status: StatusCode, body: String) -> Response<Body> {
 
 /// The `Host` the upstream sees: the client's (the default, so apps build correct
 /// links) or, with `preserve_host = false`, the upstream's own authority.
-fn forwarded_host(headers: &mut HeaderMap, route: &Route, raw_host: &str) -> Result<(), Reject> {
+fn forwarded_host(
+    headers: &mut RequestHeaders,
+    added: &mut HeaderLines,
+    route: &Route,
+    raw_host: &str,
+) -> Result<(), Reject> {
     if route.preserve_host {
         // An HTTP/1.1 client's `Host` is already the one to pass on.
-        if headers
-            .get(header::HOST)
-            .is_some_and(|value| value.as_bytes() == raw_host.as_bytes())
-        {
+        if headers.get(Known::Host) == Some(raw_host.as_bytes()) {
             return Ok(());
         }
-        let value = HeaderValue::from_str(raw_host).map_err(|_| Reject::BadHost)?;
-        headers.insert(header::HOST, value);
+        headers.remove(Known::Host);
+        if !added.push_text(&header::HOST, raw_host) {
+            return Err(Reject::BadHost);
+        }
     } else {
-        headers.remove(header::HOST);
+        headers.remove(Known::Host);
+        added.push(&header::HOST, route.upstream.host());
     }
     Ok(())
 }
 
-fn is_websocket_upgrade(request: &Request<RequestBody>) -> bool {
-    let headers = request.headers();
-    request.version() == Version::HTTP_11
-        && request.method() == Method::GET
+fn is_websocket_upgrade(request: &ClientRequest) -> bool {
+    let headers = &request.headers;
+    request.version == Version::HTTP_11
+        && request.method == Method::GET
         && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+            .get_all(Known::Connection)
+            .filter(|value| std::str::from_utf8(value).is_ok())
+            .flat_map(|value| value.split(|&byte| byte == b','))
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
         && headers
-            .get(header::UPGRADE)
-            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"))
+            .get(Known::Upgrade)
+            .is_some_and(|value| value.eq_ignore_ascii_case(b"websocket"))
 }
 
 /// The session a tunnel was opened under.
@@ -698,7 +705,10 @@ mod tests {
                 headers.append(name, value);
             }
         }
-        match check_framing(version, &headers) {
+        match check_framing(
+            version,
+            &crate::proxy::request::RequestHeaders::from_map(&headers),
+        ) {
             Ok(()) => "ok".into(),
             Err(err) => err.to_string(),
         }

@@ -254,8 +254,6 @@ pub fn error_response(
 }
 
 /// Whether the `Accept` header prefers HTML (browsers send `text/html` first).
-pub fn wants_html(accept: Option<&HeaderValue>) -> bool {
-    accept
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.contains("text/html"))
+pub fn wants_html(accept: Option<&[u8]>) -> bool {
+    accept.is_some_and(|value| value.windows(9).any(|part| part == b"text/html"))
 }

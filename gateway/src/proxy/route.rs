@@ -136,14 +136,14 @@ impl Route {
 /// `Host` lines, or a `Host` that disagrees with the authority, are refused.
 pub fn request_host<'a>(
     authority: Option<&http::uri::Authority>,
-    mut host_headers: impl Iterator<Item = &'a http::HeaderValue>,
+    mut host_headers: impl Iterator<Item = &'a [u8]>,
 ) -> Result<RequestHost, Reject> {
     let first = host_headers.next();
     if host_headers.next().is_some() {
         return Err(Reject::BadHost);
     }
     let header_host = match first {
-        Some(value) => Some(value.to_str().map_err(|_| Reject::BadHost)?),
+        Some(value) => Some(std::str::from_utf8(value).map_err(|_| Reject::BadHost)?),
         None => None,
     };
     let raw = match (authority, header_host) {

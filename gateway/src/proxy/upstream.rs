@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use http::request::Parts;
 use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Method, Response, header};
+use http::{HeaderValue, Method, Response};
 use hyper_rustls::ConfigBuilderExt;
 use rustls::RootCertStore;
 use rustls::version::{TLS12, TLS13};
@@ -33,6 +32,7 @@ use super::RequestBody;
 use super::headers::HeaderLines;
 use super::path::CanonicalPath;
 use super::reject::Reject;
+use super::request::RequestHeaders;
 use crate::config::RouteConfig;
 
 pub mod codec;
@@ -123,34 +123,35 @@ impl Upstream {
         })
     }
 
-    /// Sends the request (already sanitised, with the gateway's `added` header lines)
-    /// to `path` and the client's raw query (from `parts.uri`), and waits for the response head, bounded by the route's
-    /// response timeout (connecting included), kept with `timer`. Bodies stream. A
-    /// request without a `Host` gets the upstream's.
+    /// The `Host` a request gets when the route does not pass the client's on.
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// Sends the request (its `headers` already sanitised, the gateway's `added` lines
+    /// beside them, one of the two carrying `Host`) to `path` and the client's raw
+    /// `query`, and waits for the response head, bounded by the route's response
+    /// timeout (connecting included), kept with `timer`. Bodies stream.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the request's parts, borrowed where they lie rather than gathered"
+    )]
     pub async fn send(
         &self,
-        mut parts: Parts,
+        method: &Method,
+        query: Option<&str>,
+        headers: &RequestHeaders,
         added: &HeaderLines,
         body: RequestBody,
         path: &CanonicalPath,
         timer: &ResponseTimer,
     ) -> Result<Response<UpstreamBody>, Reject> {
-        if !parts.headers.contains_key(header::HOST) {
-            parts.headers.insert(header::HOST, self.host.clone());
-        }
-        let framing = request_framing(&parts.headers, &body);
-        let query = parts.uri.query();
-        let head = codec::encode_request_head(
-            &parts.method,
-            path.as_str(),
-            query,
-            &parts.headers,
-            added,
-            framing,
-        )
-        .map_err(|_| Reject::Internal("forwarded path is not a valid request target"))?;
+        let framing = request_framing(headers, &body);
+        let head =
+            codec::encode_request_head(method, path.as_str(), query, headers, added, framing)
+                .map_err(|_| Reject::Internal("forwarded path is not a valid request target"))?;
         let outgoing = Outgoing::new(head.clone(), body, framing);
-        let sending = self.exchange(&parts.method, head, outgoing);
+        let sending = self.exchange(method, head, outgoing);
         let deadline = tokio::time::Instant::now() + self.response_timeout;
         match timer.run(deadline, sending).await {
             None => Err(Reject::UpstreamTimeout),

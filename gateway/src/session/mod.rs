@@ -81,7 +81,17 @@ pub fn presented(headers: &HeaderMap) -> Option<(WorkspaceId, SessionHash)> {
 /// The session cookie a request presents, as sent. More than one session cookie (a
 /// sign of cookie tossing) is none.
 pub fn presented_cookie(headers: &HeaderMap) -> Option<&[u8]> {
-    let mut values = cookie_value_bytes(headers, COOKIE);
+    presented_cookie_in(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
+}
+
+/// [`presented_cookie`] among `Cookie` header values given as bytes.
+pub fn presented_cookie_in<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Option<&'a [u8]> {
+    let mut values = cookie_value_bytes(lines, COOKIE);
     let value = values.next()?;
     values.next().is_none().then_some(value)
 }
@@ -105,20 +115,26 @@ pub fn cookie_values<'a>(
     headers: &'a HeaderMap,
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> + 'a {
-    cookie_value_bytes(headers, name).filter_map(|value| std::str::from_utf8(value).ok())
+    cookie_value_bytes(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes),
+        name,
+    )
+    .filter_map(|value| std::str::from_utf8(value).ok())
 }
 
-/// Every value of cookie `name`, as bytes: pairs are split on `;`, trimmed, and
+/// Every value of cookie `name` in `lines` (`Cookie` header values), as bytes: pairs
+/// are split on `;`, trimmed, and
 /// match when their name is exactly `name`. Read without converting whole lines to
 /// text (this runs on every signed-in request).
 fn cookie_value_bytes<'a>(
-    headers: &'a HeaderMap,
+    lines: impl Iterator<Item = &'a [u8]>,
     name: &'a str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|line| line.as_bytes().split(|&byte| byte == b';'))
+) -> impl Iterator<Item = &'a [u8]> {
+    lines
+        .flat_map(|line| line.split(|&byte| byte == b';'))
         .filter_map(move |pair| {
             pair.trim_ascii()
                 .strip_prefix(name.as_bytes())?

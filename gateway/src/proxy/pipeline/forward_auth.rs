@@ -17,7 +17,7 @@
 //! description. nginx treats anything but 2xx, 401 and 403 as an error, hence no
 //! redirect by default.
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Response, StatusCode, header};
 
 use super::{
     ConnInfo, Gateway, Reject, RequestMeta, check_access, client_ip, clock, full, request_host,
@@ -25,30 +25,35 @@ use super::{
 };
 use crate::config::Access;
 use crate::login::LOGIN_PATH;
+use crate::proxy::Body;
 use crate::proxy::path::{CanonicalPath, PathError};
-use crate::proxy::{Body, RequestBody};
+use crate::proxy::request::{ClientRequest, Known, RequestHeaders};
 
 /// The endpoint's path.
 pub const FORWARD_AUTH_PATH: &str = "/.portcullis/auth";
 
-const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
-const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
-const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
-const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_METHOD: &str = "x-forwarded-method";
+const X_ORIGINAL_METHOD: &str = "x-original-method";
+const X_FORWARDED_URI: &str = "x-forwarded-uri";
+const X_ORIGINAL_URI: &str = "x-original-uri";
 
 /// The one value of the first of `names` that is present; several values are refused.
-fn one_of<'h>(headers: &'h HeaderMap, names: &[HeaderName]) -> Result<Option<&'h str>, Reject> {
+fn one_of<'h>(headers: &'h RequestHeaders, names: &[&'h str]) -> Result<Option<&'h str>, Reject> {
     for name in names {
-        let mut values = headers.get_all(name).iter();
+        let mut values = headers.get_all_named(name);
         if let Some(value) = values.next() {
             if values.next().is_some() {
                 return Err(Reject::BadForwardAuth("a header appears twice"));
             }
-            return value
-                .to_str()
+            // Text as `HeaderValue::to_str` reads it: visible ASCII, space and tab.
+            let text = value
+                .iter()
+                .all(|&byte| byte == b'\t' || (b' '..=b'~').contains(&byte));
+            return std::str::from_utf8(value)
+                .ok()
+                .filter(|_| text)
                 .map(Some)
-                .map_err(|_| Reject::BadForwardAuth("a header is not text"));
+                .ok_or(Reject::BadForwardAuth("a header is not text"));
         }
     }
     Ok(None)
@@ -59,12 +64,12 @@ pub(super) async fn check(
     gateway: &Gateway,
     conn: &ConnInfo,
     meta: &RequestMeta<'_>,
-    request: &Request<RequestBody>,
+    request: &ClientRequest,
 ) -> Result<Response<Body>, Reject> {
     if !gateway.trusted.contains(conn.peer.ip().to_canonical()) {
         return Err(Reject::UntrustedForwardAuth);
     }
-    let headers = request.headers();
+    let headers = &request.headers;
     let method = match one_of(headers, &[X_FORWARDED_METHOD, X_ORIGINAL_METHOD])? {
         Some(text) => Method::from_bytes(text.trim().as_bytes())
             .map_err(|_| Reject::BadForwardAuth("the original method is not a method"))?,
@@ -93,13 +98,10 @@ pub(super) async fn check(
             "the gateway's own paths are not forwarded",
         ));
     }
-    let host = if headers.contains_key(X_FORWARDED_HOST) {
-        request_host(None, headers.get_all(X_FORWARDED_HOST).iter())?
+    let host = if headers.contains(Known::XForwardedHost) {
+        request_host(None, headers.get_all(Known::XForwardedHost))?
     } else {
-        request_host(
-            request.uri().authority(),
-            headers.get_all(header::HOST).iter(),
-        )?
+        request_host(request.uri.authority(), headers.get_all(Known::Host))?
     };
     let client = client_ip(conn.peer.ip(), headers, &gateway.trusted)?;
     let route = gateway.routes.lookup(host.name(), &path)?;
@@ -138,8 +140,8 @@ pub(super) async fn check(
     Ok(response)
 }
 
-fn wants_redirect(request: &Request<RequestBody>) -> bool {
-    request.uri().query().is_some_and(|query| {
+fn wants_redirect(request: &ClientRequest) -> bool {
+    request.uri.query().is_some_and(|query| {
         form_urlencoded::parse(query.as_bytes())
             .any(|(key, value)| key == "redirect" && value == "true")
     })

@@ -129,7 +129,7 @@ fn host(authority: Option<&str>, headers: &[&str]) -> String {
         .iter()
         .filter_map(|h| HeaderValue::from_str(h).ok())
         .collect();
-    match request_host(authority.as_ref(), values.iter()) {
+    match request_host(authority.as_ref(), values.iter().map(HeaderValue::as_bytes)) {
         Ok(host) => format!("{} ({})", host.name(), host.raw()),
         Err(reject) => reject.code().to_owned(),
     }

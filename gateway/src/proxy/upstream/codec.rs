@@ -14,6 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
 use crate::proxy::headers::{HeaderLines, is_hop_by_hop_name};
+use crate::proxy::request::RequestHeaders;
 
 /// The most header lines a response head may have (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -44,7 +45,7 @@ pub fn encode_request_head(
     method: &Method,
     path: &str,
     query: Option<&str>,
-    headers: &HeaderMap,
+    headers: &RequestHeaders,
     added: &HeaderLines,
     framing: RequestFraming,
 ) -> Result<Bytes, BadTarget> {
@@ -53,10 +54,7 @@ pub fn encode_request_head(
     if !visible(path) || !query.is_none_or(visible) {
         return Err(BadTarget);
     }
-    let size = headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum::<usize>()
+    let size = headers.wire_len()
         + method.as_str().len()
         + path.len()
         + query.map_or(0, str::len)
@@ -71,14 +69,9 @@ pub fn encode_request_head(
         head.extend_from_slice(query.as_bytes());
     }
     head.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        // Header values never hold CR, LF or NUL (`HeaderValue` refuses them), so a
-        // value cannot end its line early.
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
+    // The client's lines are ones `HeaderName` and `HeaderValue` accept (no CR, LF or
+    // NUL), so none can end its line early (`proxy::request`).
+    headers.write_to(&mut head);
     head.extend_from_slice(added.as_bytes());
     if framing == RequestFraming::Chunked {
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
-use http::{HeaderMap, Method, Response};
+use http::{Method, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -26,6 +26,7 @@ use super::codec::{
 use super::conn::Conn;
 use super::pool::Pool;
 use crate::proxy::RequestBody;
+use crate::proxy::request::{Known, RequestHeaders};
 
 /// The most pieces handed to one vectored write.
 const MAX_SLICES: usize = 8;
@@ -514,8 +515,8 @@ impl AsyncWrite for Tunnel {
 /// How the request body is framed towards the upstream: the client's length when it
 /// gave one, nothing when there is no body, chunked otherwise (an HTTP/2 or chunked
 /// HTTP/1.1 upload).
-pub(super) fn request_framing(headers: &HeaderMap, body: &RequestBody) -> RequestFraming {
-    if headers.contains_key(http::header::CONTENT_LENGTH) {
+pub(super) fn request_framing(headers: &RequestHeaders, body: &RequestBody) -> RequestFraming {
+    if headers.contains(Known::ContentLength) {
         RequestFraming::Length
     } else if body.is_end_stream() {
         RequestFraming::Empty

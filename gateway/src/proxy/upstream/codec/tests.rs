@@ -3,6 +3,7 @@ use expect_test::{Expect, expect};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use crate::proxy::headers::HeaderLines;
+use crate::proxy::request::RequestHeaders;
 
 use super::{
     ChunkError, ChunkedDecoder, Decoded, Parsed, RequestFraming, encode_request_head,
@@ -296,6 +297,7 @@ fn request_heads_are_written_in_order_with_the_framing_asked_for() {
     headers.insert(header::HOST, HeaderValue::from_static("app.test"));
     headers.append("x-a", HeaderValue::from_static("1"));
     headers.append("x-a", HeaderValue::from_static("2"));
+    let headers = RequestHeaders::from_map(&headers);
     let none = HeaderLines::default();
     let mut added = HeaderLines::default();
     added.push(
