@@ -513,7 +513,9 @@ fn write_head(
         out.extend_from_slice(upstream.lines());
     }
     if let Some(length) = length {
-        let _ = write!(out, "content-length: {length}\r\n");
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if framing == Framing::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");

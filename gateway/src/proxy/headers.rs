@@ -18,6 +18,7 @@ use super::authz::Authorized;
 use super::request::{Known, RequestHeaders};
 use crate::api_token;
 use crate::assertion::UpstreamIdentity;
+use crate::session::cookie_pairs;
 
 // Header names the gateway writes, built at compile time rather than parsed per use.
 /// `X-Forwarded-For`.
@@ -99,12 +100,7 @@ pub fn sanitize_request(
 /// prove things to the gateway and are none of the upstream's business.
 fn strip_gateway_cookies(headers: &mut RequestHeaders, added: &mut HeaderLines) {
     let (mut ours, mut theirs) = (false, false);
-    let pairs = headers
-        .get_all(Known::Cookie)
-        .flat_map(|value| value.split(|&byte| byte == b';'))
-        .map(<[u8]>::trim_ascii)
-        .filter(|pair| !pair.is_empty());
-    for pair in pairs {
+    for pair in headers.get_all(Known::Cookie).flat_map(cookie_pairs) {
         if pair.starts_with(GATEWAY_COOKIE_PREFIX.as_bytes()) {
             ours = true;
         } else {
