@@ -24,7 +24,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use portcullis_gateway::assertion::Assertions;
 use portcullis_gateway::net::client_ip::{TrustedProxies, client_ip};
 use portcullis_gateway::proxy::authn::Principal;
-use portcullis_gateway::proxy::authz::{RequestFacts, authorize};
+use portcullis_gateway::proxy::authz::{LastDecision, RequestFacts, authorize};
 use portcullis_gateway::proxy::headers::{
     ForwardedPeer, HeaderLines, UpstreamChain, sanitize_request, set_forwarding, set_identity,
 };
@@ -80,8 +80,15 @@ fn header_rewrite(c: &mut Criterion) {
         environment: portcullis_policy::Environment::Dev,
         now: fixture.now,
     };
-    let authorized =
-        authorize(&fixture.snapshot, None, principal.clone(), route, facts).expect("allowed");
+    let authorized = authorize(
+        &fixture.snapshot,
+        None,
+        principal.clone(),
+        route,
+        facts,
+        &LastDecision::default(),
+    )
+    .expect("allowed");
     let assertions = Assertions::new(fixture.signing());
     let strip: Vec<HeaderName> = Vec::new();
     let mut group = c.benchmark_group("header rewrite + assertion");

@@ -112,17 +112,34 @@ impl Engine {
             action: &request.action,
             chain: &chain,
             bindings: &bindings,
-            context: Observed::of(request, action.context),
+            context: Observed::of_shared(request, action.context),
         };
         self.memo
             .get_or_insert(key, || decide_on(compiled, request, &chain, &bindings))
     }
 
-    /// Why `decision` came out as it did, in words.
+    /// What a decision on `request` depends on in its context: the fields its
+    /// action's policies read, as `request` has them. Two requests with the same
+    /// principal, action and resource, decided against the same directory, get the
+    /// same decision from this engine exactly when their keys are equal, so a caller
+    /// may remember a decision under it (with those inputs held, not just compared).
+    /// `None` when the engine does not remember decisions for `request` either (an
+    /// unknown action, a time outside Cedar's range).
+    pub fn context_key(&self, request: &Request) -> Option<ContextKey> {
+        let action = self.bundle.compiled().actions.get(&*request.action)?;
+        in_cedar_range(request.context.time)
+            .then(|| ContextKey(Observed::of_shared(request, action.context)))
+    }
+
+    /// Why `decision` came out as it did, in words.    /// Why `decision` came out as it did, in words.
     pub fn explain(&self, decision: &Decision) -> Explanation {
         Explanation::new(&self.bundle, decision)
     }
 }
+
+/// The context fields a decision depends on ([`Engine::context_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextKey(Observed);
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

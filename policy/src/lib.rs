@@ -27,7 +27,7 @@ mod testing;
 pub use bundle::{Bundle, PolicyInfo};
 pub use diff::{AccessChange, AccessDiff, Change, Subject, diff};
 pub use directory::{Directory, EntityRef, MemoryDirectory, Parent, RoleBinding};
-pub use engine::{Basis, Decision, Effect, Engine, EvalError};
+pub use engine::{Basis, ContextKey, Decision, Effect, Engine, EvalError};
 pub use error::{DirectoryError, FormatError, IoError, LoadError, Problem, Problems};
 pub use explain::{ExplainedPolicy, Explanation};
 pub use format::{FormattedFile, format_bundle};

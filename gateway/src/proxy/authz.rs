@@ -6,11 +6,11 @@
 //! Every decision is logged with the policy revision that made it.
 
 use std::borrow::Cow;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::SystemTime;
 
 use http::Method;
-use portcullis_policy::{Decision, Environment, Request, RequestContext};
+use portcullis_policy::{ContextKey, Decision, EntityRef, Environment, Request, RequestContext};
 
 use super::authn::Principal;
 use super::reject::Reject;
@@ -55,13 +55,119 @@ pub struct RequestFacts<'a> {
     pub now: SystemTime,
 }
 
-/// Asks the policy engine; anything but an allow is a [`Reject::Denied`].
-pub fn authorize(
+/// The last decision a connection's requests got, held together with every input it
+/// was made from, so that the connection's next request with the very same inputs
+/// gets it without asking the engine (which would look up the resource's ancestors
+/// and the principal's bindings on them, then hash and compare all of it to find
+/// the same decision in its own memo).
+///
+/// The inputs are the policy snapshot (the bundle and the directory), the
+/// principal's role bindings, the principal, the action, the resource and the context
+/// fields the action's policies read ([`portcullis_policy::Engine::context_key`]).
+/// All but the last are shared values compared by address: they are held here, so an
+/// address cannot be freed and reused for another value while it is remembered, and
+/// the same address is the same value. A reload, new bindings or another principal
+/// is another address, so it is asked about afresh.
+#[derive(Default)]
+pub struct LastDecision(Mutex<Option<Remembered>>);
+
+impl std::fmt::Debug for LastDecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LastDecision").finish_non_exhaustive()
+    }
+}
+
+struct Remembered {
+    snapshot: Arc<PolicySnapshot>,
+    bindings: Option<Arc<UserBindings>>,
+    principal: Arc<str>,
+    action: Arc<str>,
+    resource: Arc<EntityRef>,
+    context: ContextKey,
+    decision: Arc<Decision>,
+}
+
+impl Remembered {
+    fn is_for(
+        &self,
+        snapshot: &Arc<PolicySnapshot>,
+        bindings: Option<&Arc<UserBindings>>,
+        request: &Request,
+        context: &ContextKey,
+    ) -> bool {
+        Arc::ptr_eq(&self.snapshot, snapshot)
+            && match (&self.bindings, bindings) {
+                (None, None) => true,
+                (Some(held), Some(given)) => Arc::ptr_eq(held, given),
+                _ => false,
+            }
+            && Arc::ptr_eq(&self.principal, &request.principal)
+            && Arc::ptr_eq(&self.action, &request.action)
+            && Arc::ptr_eq(&self.resource, &request.resource)
+            && self.context == *context
+    }
+}
+
+impl LastDecision {
+    /// The engine's decision on `request`, remembered for the next one when the
+    /// engine would remember it too.
+    fn decide(
+        &self,
+        snapshot: &Arc<PolicySnapshot>,
+        bindings: Option<&Arc<UserBindings>>,
+        request: &Request,
+    ) -> Arc<Decision> {
+        let engine = snapshot.engine();
+        let Some(context) = engine.context_key(request) else {
+            return decide(snapshot, bindings, request);
+        };
+        if let Ok(slot) = self.0.lock()
+            && let Some(last) = slot.as_ref()
+            && last.is_for(snapshot, bindings, request, &context)
+        {
+            return Arc::clone(&last.decision);
+        }
+        let decision = decide(snapshot, bindings, request);
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(Remembered {
+                snapshot: Arc::clone(snapshot),
+                bindings: bindings.cloned(),
+                principal: Arc::clone(&request.principal),
+                action: Arc::clone(&request.action),
+                resource: Arc::clone(&request.resource),
+                context,
+                decision: Arc::clone(&decision),
+            });
+        }
+        decision
+    }
+}
+
+/// The engine's decision on `request`, with the principal's `bindings` over the
+/// snapshot's directory.
+fn decide(
     snapshot: &PolicySnapshot,
-    store_bindings: Option<&UserBindings>,
+    bindings: Option<&Arc<UserBindings>>,
+    request: &Request,
+) -> Arc<Decision> {
+    match bindings {
+        Some(bindings) => {
+            let overlay = Overlay::new(snapshot.directory(), &request.principal, bindings);
+            snapshot.engine().decide(request, &overlay)
+        }
+        None => snapshot.engine().decide(request, snapshot.directory()),
+    }
+}
+
+/// Asks the policy engine (or the connection's `last` decision, when every input is
+/// the same); anything but an allow is a [`Reject::Denied`].
+pub fn authorize(
+    snapshot: &Arc<PolicySnapshot>,
+    store_bindings: Option<&Arc<UserBindings>>,
     principal: Principal,
     route: &Route,
     facts: RequestFacts<'_>,
+    last: &LastDecision,
 ) -> Result<Authorized, Reject> {
     let Some(resource) = route.resource_entity.clone() else {
         return Err(Reject::Internal("protected route has no resource entity"));
@@ -83,13 +189,7 @@ pub fn authorize(
             time: facts.now,
         },
     };
-    let decision = match store_bindings {
-        Some(bindings) => {
-            let overlay = Overlay::new(snapshot.directory(), principal.user_id(), bindings);
-            snapshot.engine().decide(&request, &overlay)
-        }
-        None => snapshot.engine().decide(&request, snapshot.directory()),
-    };
+    let decision = last.decide(snapshot, store_bindings, &request);
     let revision = snapshot.engine().revision();
     if decision.is_allowed() {
         tracing::debug!(
@@ -153,10 +253,15 @@ fn http_action(method: &Method) -> Arc<str> {
 
 #[cfg(test)]
 mod tests {
-    use http::Method;
+    use std::borrow::Cow;
+    use std::sync::Arc;
 
-    use super::action_for;
-    use crate::authz::parse_entity;
+    use http::Method;
+    use portcullis_policy::{Decision, EntityRef, Environment, Request, RequestContext};
+
+    use super::{LastDecision, action_for};
+    use crate::authz::bindings::UserBindings;
+    use crate::authz::{PolicySnapshot, load_snapshot, parse_entity};
     use crate::config::RouteActions;
 
     #[test]
@@ -175,6 +280,110 @@ mod tests {
         };
         assert_eq!(&*action_for(&configured, &Method::POST), "operate");
         assert_eq!(&*action_for(&configured, &Method::GET), "read");
+    }
+
+    /// A snapshot of the repository's bundle where `bound` has `role` on `App::"wiki"`.
+    fn snapshot(dir: &std::path::Path, bound: &str, role: &str) -> Arc<PolicySnapshot> {
+        let bindings = dir.join("bindings.json");
+        let text = format!(
+            r#"{{"entities": [{{"type": "App", "id": "wiki"}}], "bindings": [{{"user": "{bound}", "role": "{role}", "scope": {{"type": "App", "id": "wiki"}}}}]}}"#
+        );
+        std::fs::write(&bindings, text).unwrap();
+        let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        Arc::new(load_snapshot(&policies, Some(&bindings), &[]).unwrap())
+    }
+
+    fn request(principal: &Arc<str>, age: u64) -> Request {
+        Request {
+            principal: Arc::clone(principal),
+            action: Arc::from("http:GET"),
+            resource: Arc::new(EntityRef::new("App", "wiki")),
+            context: RequestContext {
+                ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                mfa: false,
+                auth_method: Cow::Borrowed("password"),
+                session_age_seconds: age,
+                environment: Environment::Dev,
+                time: crate::clock::system_now(),
+            },
+        }
+    }
+
+    /// A connection's remembered decision is handed out only for the very same
+    /// inputs: any other principal, snapshot, bindings, action, resource or observed
+    /// context field gets the engine's own answer.
+    #[test]
+    fn a_remembered_decision_needs_every_input_to_be_the_same() {
+        let dir = std::env::temp_dir().join(format!("portcullis-last-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let reader = snapshot(&dir, "u-1", "analyst");
+        let nobody = snapshot(&dir, "u-3", "analyst");
+        let _ = std::fs::remove_dir_all(&dir);
+        let last = LastDecision::default();
+        let u1: Arc<str> = Arc::from("u-1");
+        let allowed = |decision: &Arc<Decision>| decision.is_allowed();
+
+        let first = request(&u1, 100);
+        let decision = last.decide(&reader, None, &first);
+        assert!(allowed(&decision));
+        // The same inputs, held by address: the very same decision.
+        let again = Request {
+            action: Arc::clone(&first.action),
+            resource: Arc::clone(&first.resource),
+            ..request(&u1, 100)
+        };
+        assert!(Arc::ptr_eq(&decision, &last.decide(&reader, None, &again)));
+        // An observed context field moved (the session-age guardrail reads it).
+        let old = Request {
+            action: Arc::clone(&first.action),
+            resource: Arc::clone(&first.resource),
+            ..request(&u1, 43_201)
+        };
+        assert!(!allowed(&last.decide(&reader, None, &old)));
+        assert!(allowed(&last.decide(&reader, None, &again)));
+        // Another principal, or the same one in another value, is asked afresh.
+        let u2: Arc<str> = Arc::from("u-2");
+        let other = Request {
+            action: Arc::clone(&first.action),
+            resource: Arc::clone(&first.resource),
+            ..request(&u2, 100)
+        };
+        assert!(!allowed(&last.decide(&reader, None, &other)));
+        assert!(allowed(&last.decide(&reader, None, &first)));
+        // A reload: the binding is gone in the new snapshot.
+        assert!(!allowed(&last.decide(&nobody, None, &first)));
+        assert!(allowed(&last.decide(&reader, None, &first)));
+        // The principal's own bindings from the store, laid over the snapshot.
+        let mut granted = UserBindings::default();
+        granted.insert(
+            EntityRef::new("App", "wiki"),
+            vec![portcullis_policy::RoleBinding {
+                user: "u-2".into(),
+                role: "admin".into(),
+                scope: EntityRef::new("App", "wiki"),
+            }],
+        );
+        let granted = Arc::new(granted);
+        assert!(!allowed(&last.decide(&nobody, None, &other)));
+        assert!(allowed(&last.decide(&nobody, Some(&granted), &other)));
+        assert!(!allowed(&last.decide(
+            &nobody,
+            Some(&Arc::default()),
+            &other
+        )));
+        // Another action or resource (one the bundle does not know denies).
+        let write = Request {
+            action: Arc::from("http:DELETE"),
+            ..request(&u1, 100)
+        };
+        assert!(allowed(&last.decide(&reader, None, &first)));
+        assert!(!allowed(&last.decide(&reader, None, &write)));
+        let elsewhere = Request {
+            resource: Arc::new(EntityRef::new("App", "billing")),
+            ..request(&u1, 100)
+        };
+        assert!(allowed(&last.decide(&reader, None, &first)));
+        assert!(!allowed(&last.decide(&reader, None, &elsewhere)));
     }
 
     #[test]

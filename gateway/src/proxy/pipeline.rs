@@ -18,7 +18,7 @@ use portcullis_policy::Environment;
 
 use super::allowlist::check_allowlists;
 use super::authn::{Authenticator, ConnCredentials};
-use super::authz::{Authorized, RequestFacts, authorize};
+use super::authz::{Authorized, LastDecision, RequestFacts, authorize};
 use super::headers::{
     ForwardedPeer, HeaderLines, UpstreamChain, sanitize_request, set_forwarding, set_identity,
     set_identity_headers,
@@ -94,6 +94,8 @@ pub struct ConnInfo {
     pub response_timer: Arc<ResponseTimer>,
     /// What its last authenticated requests presented.
     pub credentials: Arc<ConnCredentials>,
+    /// The last decision its requests got, with what it was made from.
+    pub last_decision: Arc<LastDecision>,
 }
 
 impl ConnInfo {
@@ -106,6 +108,7 @@ impl ConnInfo {
             forwarded: ForwardedPeer::new(peer.ip()),
             response_timer: Arc::default(),
             credentials: Arc::default(),
+            last_decision: Arc::default(),
         }
     }
 }
@@ -470,10 +473,11 @@ pub(super) async fn check_access(
     };
     authorize(
         &snapshot,
-        store_bindings.as_deref(),
+        store_bindings.as_ref(),
         principal,
         route,
         facts,
+        &conn.last_decision,
     )
 }
 

@@ -36,43 +36,29 @@ const _: () = assert!(SLOTS.is_power_of_two());
 /// The context as the action's policies can see it: the fields they do not
 /// read are left out, so they do not split the key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Observed<'a> {
+pub(crate) struct Observed {
     ip: Option<IpAddr>,
     mfa: Option<bool>,
-    auth_method: Option<Cow<'a, str>>,
+    auth_method: Option<Cow<'static, str>>,
     session_age_seconds: Option<u64>,
     environment: Option<Environment>,
     time: Option<SystemTime>,
 }
 
-impl<'a> Observed<'a> {
-    /// The fields of `request`'s context in `reads`.
-    pub(crate) fn of(request: &'a Request, reads: ContextReads) -> Observed<'a> {
+impl Observed {
+    /// The fields of `request`'s context in `reads` (the sign-in method shared: a
+    /// `'static` name, or an owned copy as in `request`).
+    pub(crate) fn of_shared(request: &Request, reads: ContextReads) -> Observed {
         let context = &request.context;
         let read = |field| reads.contains(field);
         Observed {
-            // The engine hands Cedar the canonical address, so the key uses it too.
             ip: read(Field::Ip).then(|| context.ip.to_canonical()),
             mfa: read(Field::Mfa).then_some(context.mfa),
-            auth_method: read(Field::AuthMethod)
-                .then_some(Cow::Borrowed(context.auth_method.as_ref())),
+            auth_method: read(Field::AuthMethod).then(|| context.auth_method.clone()),
             session_age_seconds: read(Field::SessionAgeSeconds)
                 .then_some(context.session_age_seconds),
             environment: read(Field::Environment).then_some(context.environment),
             time: read(Field::Time).then_some(context.time),
-        }
-    }
-
-    fn into_owned(self) -> Observed<'static> {
-        Observed {
-            ip: self.ip,
-            mfa: self.mfa,
-            auth_method: self
-                .auth_method
-                .map(|method| Cow::Owned(method.into_owned())),
-            session_age_seconds: self.session_age_seconds,
-            environment: self.environment,
-            time: self.time,
         }
     }
 }
@@ -83,7 +69,7 @@ pub(crate) struct Key<'a> {
     pub(crate) action: &'a str,
     pub(crate) chain: &'a [&'a EntityRef],
     pub(crate) bindings: &'a [&'a RoleBinding],
-    pub(crate) context: Observed<'a>,
+    pub(crate) context: Observed,
 }
 
 /// One remembered decision with the whole key it was made for.
@@ -92,7 +78,7 @@ struct Entry {
     principal: Box<str>,
     action: Box<str>,
     chain: Box<[EntityRef]>,
-    context: Observed<'static>,
+    context: Observed,
     /// Holds the bindings of the key too ([`Decision::bindings`]).
     decision: Arc<Decision>,
 }
@@ -164,7 +150,7 @@ impl Memo {
                 principal: key.principal.into(),
                 action: key.action.into(),
                 chain: key.chain.iter().map(|entity| (*entity).clone()).collect(),
-                context: key.context.into_owned(),
+                context: key.context,
                 decision: Arc::clone(&decision),
             }));
         }
