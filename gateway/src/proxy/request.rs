@@ -207,16 +207,6 @@ impl RequestHeaders {
         self.fields.iter().filter(|field| field.kept)
     }
 
-    /// The name of a field of these headers.
-    pub fn name_of(&self, field: &Field) -> &[u8] {
-        slice(&self.head, field.name)
-    }
-
-    /// The value of a field of these headers.
-    pub fn value_of(&self, field: &Field) -> &[u8] {
-        slice(&self.head, field.value)
-    }
-
     /// Every kept value of `known`, in order.
     pub fn get_all(&self, known: Known) -> impl DoubleEndedIterator<Item = &[u8]> {
         self.fields
