@@ -323,31 +323,25 @@ mod tests {
         let u1: Arc<str> = Arc::from("u-1");
         let allowed = |decision: &Arc<Decision>| decision.is_allowed();
 
+        // Another request on `first`'s action and resource (the same values).
+        let same_route = |first: &Request, principal: &Arc<str>, age: u64| Request {
+            action: Arc::clone(&first.action),
+            resource: Arc::clone(&first.resource),
+            ..request(principal, age)
+        };
         let first = request(&u1, 100);
         let decision = last.decide(&reader, None, &first);
         assert!(allowed(&decision));
         // The same inputs, held by address: the very same decision.
-        let again = Request {
-            action: Arc::clone(&first.action),
-            resource: Arc::clone(&first.resource),
-            ..request(&u1, 100)
-        };
+        let again = same_route(&first, &u1, 100);
         assert!(Arc::ptr_eq(&decision, &last.decide(&reader, None, &again)));
         // An observed context field moved (the session-age guardrail reads it).
-        let old = Request {
-            action: Arc::clone(&first.action),
-            resource: Arc::clone(&first.resource),
-            ..request(&u1, 43_201)
-        };
+        let old = same_route(&first, &u1, 43_201);
         assert!(!allowed(&last.decide(&reader, None, &old)));
         assert!(allowed(&last.decide(&reader, None, &again)));
         // Another principal, or the same one in another value, is asked afresh.
         let u2: Arc<str> = Arc::from("u-2");
-        let other = Request {
-            action: Arc::clone(&first.action),
-            resource: Arc::clone(&first.resource),
-            ..request(&u2, 100)
-        };
+        let other = same_route(&first, &u2, 100);
         assert!(!allowed(&last.decide(&reader, None, &other)));
         assert!(allowed(&last.decide(&reader, None, &first)));
         // A reload: the binding is gone in the new snapshot.

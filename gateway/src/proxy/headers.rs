@@ -118,18 +118,12 @@ fn strip_gateway_cookies(headers: &mut RequestHeaders, added: &mut HeaderLines) 
                 // Not text: cannot be filtered pair by pair, so it is not forwarded.
                 continue;
             };
-            let mut kept = String::new();
-            for pair in text.split(';').map(str::trim) {
-                if pair.is_empty() || pair.starts_with(GATEWAY_COOKIE_PREFIX) {
-                    continue;
-                }
-                if !kept.is_empty() {
-                    kept.push_str("; ");
-                }
-                kept.push_str(pair);
-            }
+            let kept: Vec<&str> = cookie_pairs(text.as_bytes())
+                .filter(|pair| !pair.starts_with(GATEWAY_COOKIE_PREFIX.as_bytes()))
+                .filter_map(|pair| std::str::from_utf8(pair).ok())
+                .collect();
             if !kept.is_empty() {
-                added.push_text(&header::COOKIE, &kept);
+                added.push_text(&header::COOKIE, &kept.join("; "));
             }
         }
     }
@@ -228,8 +222,9 @@ impl HeaderLines {
     }
 }
 
-/// Whether `value` is text a header may carry: visible ASCII, space and tab.
-fn is_header_text(value: &str) -> bool {
+/// Whether `value` is text a header may carry: visible ASCII, space and tab (what
+/// `HeaderValue::to_str` accepts).
+pub fn is_header_text(value: &str) -> bool {
     value
         .bytes()
         .all(|byte| byte == b'\t' || (b' '..=b'~').contains(&byte))

@@ -255,5 +255,5 @@ pub fn error_response(
 
 /// Whether the `Accept` header prefers HTML (browsers send `text/html` first).
 pub fn wants_html(accept: Option<&[u8]>) -> bool {
-    accept.is_some_and(|value| value.windows(9).any(|part| part == b"text/html"))
+    accept.is_some_and(|value| memchr::memmem::find(value, b"text/html").is_some())
 }

@@ -26,6 +26,7 @@ use super::{
 use crate::config::Access;
 use crate::login::LOGIN_PATH;
 use crate::proxy::Body;
+use crate::proxy::headers::is_header_text;
 use crate::proxy::path::{CanonicalPath, PathError};
 use crate::proxy::request::{ClientRequest, Known, RequestHeaders};
 
@@ -45,13 +46,9 @@ fn one_of<'h>(headers: &'h RequestHeaders, names: &[&'h str]) -> Result<Option<&
             if values.next().is_some() {
                 return Err(Reject::BadForwardAuth("a header appears twice"));
             }
-            // Text as `HeaderValue::to_str` reads it: visible ASCII, space and tab.
-            let text = value
-                .iter()
-                .all(|&byte| byte == b'\t' || (b' '..=b'~').contains(&byte));
             return std::str::from_utf8(value)
                 .ok()
-                .filter(|_| text)
+                .filter(|text| is_header_text(text))
                 .map(Some)
                 .ok_or(Reject::BadForwardAuth("a header is not text"));
         }
