@@ -26,7 +26,7 @@ use super::headers::{
 use super::path::{CanonicalPath, PathError};
 use super::reject::{Reject, RequestMeta, error_response, wants_html};
 use super::request::{ClientRequest, Known, RequestHeaders};
-use super::route::{Route, RouteTable, request_host};
+use super::route::{LastHost, Route, RouteTable};
 use super::upstream::{ResponseTimer, Tunnel, UpstreamError};
 use super::{Body, RequestBody, full};
 use crate::assertion::Assertions;
@@ -96,6 +96,8 @@ pub struct ConnInfo {
     pub credentials: Arc<ConnCredentials>,
     /// The last decision its requests got, with what it was made from.
     pub last_decision: Arc<LastDecision>,
+    /// The host its last request named.
+    pub last_host: Arc<LastHost>,
 }
 
 impl ConnInfo {
@@ -109,6 +111,7 @@ impl ConnInfo {
             response_timer: Arc::default(),
             credentials: Arc::default(),
             last_decision: Arc::default(),
+            last_host: Arc::default(),
         }
     }
 }
@@ -278,7 +281,7 @@ async fn proxy<'g>(
     }
 
     let client = client_ip(conn.peer.ip(), &request.headers, &gateway.trusted)?;
-    let host = request_host(
+    let host = conn.last_host.request_host(
         request.uri.authority(),
         request.headers.get_all(Known::Host),
     )?;

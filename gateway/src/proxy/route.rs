@@ -6,7 +6,7 @@
 //! case-sensitive unless the route says its upstream is case-insensitive.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use portcullis_policy::EntityRef;
 
@@ -163,6 +163,53 @@ pub fn request_host<'a>(
             .then(|| host.to_ascii_lowercase()),
         raw: raw.to_owned(),
     })
+}
+
+/// The `Host` a connection's last request named and the host it was checked to be.
+///
+/// A client names the same host on every request of a connection, so the check and the
+/// copy are done once per connection rather than per request: a request whose one
+/// `Host` line is byte for byte the last one's gets the same [`RequestHost`]. Anything
+/// else (another host, no or several `Host` lines, an absolute-form target) goes
+/// through [`request_host`] in full, and only a host it accepted is remembered.
+#[derive(Debug, Default)]
+pub struct LastHost(Mutex<Option<HeldHost>>);
+
+#[derive(Debug)]
+struct HeldHost {
+    /// The `Host` line's value as it came.
+    line: Box<[u8]>,
+    host: Arc<RequestHost>,
+}
+
+impl LastHost {
+    /// [`request_host`], answered from the connection's last `Host` when it is the same.
+    pub fn request_host<'a>(
+        &self,
+        authority: Option<&http::uri::Authority>,
+        mut host_headers: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Arc<RequestHost>, Reject> {
+        let (first, second) = (host_headers.next(), host_headers.next());
+        let (None, Some(value), None) = (authority, first, second) else {
+            // Rare (absolute-form targets, missing or repeated `Host`): checked in full.
+            let all = first.into_iter().chain(second).chain(host_headers);
+            return request_host(authority, all).map(Arc::new);
+        };
+        if let Ok(held) = self.0.lock()
+            && let Some(held) = held.as_ref()
+            && *held.line == *value
+        {
+            return Ok(Arc::clone(&held.host));
+        }
+        let host = Arc::new(request_host(None, std::iter::once(value))?);
+        if let Ok(mut held) = self.0.lock() {
+            *held = Some(HeldHost {
+                line: Box::from(value),
+                host: Arc::clone(&host),
+            });
+        }
+        Ok(host)
+    }
 }
 
 /// The host of `host[:port]`, if both parts are plain: a name or IPv4 address of

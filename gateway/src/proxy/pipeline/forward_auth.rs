@@ -20,7 +20,7 @@
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
 use super::{
-    ConnInfo, Gateway, Reject, RequestMeta, check_access, client_ip, clock, full, request_host,
+    ConnInfo, Gateway, Reject, RequestMeta, check_access, client_ip, clock, full,
     set_identity_headers,
 };
 use crate::config::Access;
@@ -96,9 +96,11 @@ pub(super) async fn check(
         ));
     }
     let host = if headers.contains(Known::XForwardedHost) {
-        request_host(None, headers.get_all(Known::XForwardedHost))?
+        conn.last_host
+            .request_host(None, headers.get_all(Known::XForwardedHost))?
     } else {
-        request_host(request.uri.authority(), headers.get_all(Known::Host))?
+        conn.last_host
+            .request_host(request.uri.authority(), headers.get_all(Known::Host))?
     };
     let client = client_ip(conn.peer.ip(), headers, &gateway.trusted)?;
     let route = gateway.routes.lookup(host.name(), &path)?;

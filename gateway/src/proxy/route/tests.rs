@@ -1,10 +1,11 @@
 //! Routing checks: host handling and longest-prefix matching on segment boundaries.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
-use super::{RouteTable, request_host};
+use super::{LastHost, RouteTable, request_host};
 use crate::config::Config;
 use crate::proxy::path::CanonicalPath;
 
@@ -191,4 +192,55 @@ fn host_rules() {
     ] {
         assert_eq!(host(None, &[bad]), "bad_host", "{bad:?}");
     }
+}
+
+/// What a connection remembers of its last `Host` never changes an answer: in any
+/// order, every request gets what checking it afresh gives, and a host is reused only
+/// for the very same single `Host` line.
+#[test]
+fn a_connections_last_host_answers_as_a_fresh_check_would() {
+    let cases: &[(Option<&str>, &[&str])] = &[
+        (None, &["app.example.com"]),
+        (None, &["app.example.com"]),
+        (None, &["App.Example.com:8443"]),
+        (None, &["app.example.com", "app.example.com"]),
+        (None, &["app.example.com", "evil.example.com"]),
+        (None, &[]),
+        (None, &["app.example.com:65536"]),
+        (Some("evil.example.com"), &["app.example.com"]),
+        (Some("other.example.com"), &[]),
+        (None, &["app.example.com"]),
+        (None, &["app.example.com."]),
+        (None, &["[::1]:8080"]),
+        (None, &["[::1]:8080x"]),
+    ];
+    let fresh = |authority: Option<&str>, headers: &[&str]| host(authority, headers);
+    let remembered = |last: &LastHost, authority: Option<&str>, headers: &[&str]| {
+        let authority = authority.and_then(|a| a.parse::<http::uri::Authority>().ok());
+        let values: Vec<HeaderValue> = headers
+            .iter()
+            .filter_map(|h| HeaderValue::from_str(h).ok())
+            .collect();
+        match last.request_host(authority.as_ref(), values.iter().map(HeaderValue::as_bytes)) {
+            Ok(host) => format!("{} ({})", host.name(), host.raw()),
+            Err(reject) => reject.code().to_owned(),
+        }
+    };
+    let last = LastHost::default();
+    // Every case after every other one.
+    for (before_authority, before_headers) in cases {
+        for (authority, headers) in cases {
+            let _ = remembered(&last, *before_authority, before_headers);
+            assert_eq!(
+                remembered(&last, *authority, headers),
+                fresh(*authority, headers),
+                "{authority:?} {headers:?} after {before_authority:?} {before_headers:?}"
+            );
+        }
+    }
+    // The same line again is answered from what was remembered.
+    let line = [b"app.example.com".as_slice()];
+    let first = last.request_host(None, line.into_iter());
+    let again = last.request_host(None, line.into_iter());
+    assert!(matches!((first, again), (Ok(a), Ok(b)) if Arc::ptr_eq(&a, &b)));
 }
