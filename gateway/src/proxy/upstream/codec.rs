@@ -117,9 +117,10 @@ pub struct ResponseHead {
 }
 
 /// The end-to-end headers of an upstream response, kept in wire form (`name: value`
-/// lines, names lower-cased) for the client side to write as they are. They become a
-/// `HeaderMap` only where one is needed (connections hyper serves, upgrades): the
-/// common response is never taken apart and put together again.
+/// lines, each name spelled as the upstream spelled it, as nginx hands it on) for the
+/// client side to write as they are. They become a `HeaderMap` only where one is
+/// needed (connections hyper serves, upgrades): the common response is never taken
+/// apart and put together again.
 ///
 /// Hop-by-hop headers, the headers `Connection` names and `Content-Length` (each hop
 /// frames its own body; the value is kept aside) are not among the lines. Every name
@@ -238,33 +239,44 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Par
         Version::HTTP_11
     };
     let lines: &[httparse::Header<'_>] = response.headers;
-    // Hop-by-hop headers, and those the response's `Connection` names, describe this
-    // connection only: they are read here and never handed on.
-    let connection = ConnectionTokens::of(lines);
-    let mut kept = Vec::with_capacity(len);
+    // One pass reads what framing and keep-alive need and sorts the lines: hop-by-hop
+    // headers, and those the response's `Connection` names, describe this connection
+    // only; they are read here and never handed on.
+    let mut roles = [Role::Dropped; MAX_HEADERS];
+    let mut facts = HeadFacts::default();
+    for (line, role) in lines.iter().zip(roles.iter_mut()) {
+        *role = Role::of(line.name.as_bytes());
+        facts.note(*role, line.value);
+    }
+    let (framing, delimited, content_length) = facts.framing(status, head_request)?;
+    // The kept lines are measured first, so the buffer is allocated at its exact size
+    // and becomes `Bytes` without a second allocation.
+    let mut size = 0;
+    for (line, role) in lines.iter().zip(roles.iter_mut()) {
+        if role.is_forwarded() {
+            let name = line.name.as_bytes();
+            if facts.connection.names(name, lines) {
+                *role = Role::Dropped;
+            } else {
+                size += name.len() + line.value.len() + 4;
+            }
+        }
+    }
+    let mut kept = Vec::with_capacity(size);
     let mut has_date = false;
-    for line in lines {
-        // httparse lets through only what `HeaderName` and `HeaderValue` accept:
-        // token characters in a name; tab, space to `~` and bytes from 0x80 in a value.
-        let name = line.name.as_bytes();
-        if is_hop_by_hop_name(name)
-            || name.eq_ignore_ascii_case(b"content-length")
-            || connection.names(name)
-        {
+    for (line, role) in lines.iter().zip(roles) {
+        if !role.is_forwarded() {
             continue;
         }
-        has_date |= name.eq_ignore_ascii_case(b"date");
-        let start = kept.len();
-        kept.extend_from_slice(name);
-        if let Some(written) = kept.get_mut(start..) {
-            written.make_ascii_lowercase();
-        }
+        // httparse lets through only what `HeaderName` and `HeaderValue` accept:
+        // token characters in a name; tab, space to `~` and bytes from 0x80 in a value.
+        has_date |= role == Role::Date;
+        kept.extend_from_slice(line.name.as_bytes());
         kept.extend_from_slice(b": ");
         kept.extend_from_slice(line.value);
         kept.extend_from_slice(b"\r\n");
     }
-    let (framing, delimited, content_length) = framing(status, head_request, lines)?;
-    let reusable = delimited && version == Version::HTTP_11 && !connection.close;
+    let reusable = delimited && version == Version::HTTP_11 && !facts.connection.close;
     buf.advance(len);
     Ok(Parsed::Head(ResponseHead {
         status,
@@ -279,71 +291,131 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Par
     }))
 }
 
-/// The body's framing, whether its end is known without the connection closing, and
-/// the declared `Content-Length`.
-fn framing(
-    status: StatusCode,
-    head_request: bool,
-    lines: &[httparse::Header<'_>],
-) -> Result<(Framing, bool, Option<u64>), HeadError> {
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok((Framing::Tunnel, false, None));
+/// What a response header line is to the gateway, told by its name (by length first:
+/// this runs for every line of every response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Handed on to the client.
+    Forwarded,
+    /// `Date`: handed on, and the client side then need not add one.
+    Date,
+    /// `Content-Length`: read for framing; each hop frames its own body.
+    ContentLength,
+    /// `Transfer-Encoding`: read for framing, hop-by-hop.
+    TransferEncoding,
+    /// `Connection`: read for keep-alive and the names it lists, hop-by-hop.
+    Connection,
+    /// Another hop-by-hop header, or one a `Connection` line names.
+    Dropped,
+}
+
+impl Role {
+    fn of(name: &[u8]) -> Role {
+        let is = |wanted: &[u8]| name.eq_ignore_ascii_case(wanted);
+        match name.len() {
+            4 if is(b"date") => Role::Date,
+            10 if is(b"connection") => Role::Connection,
+            14 if is(b"content-length") => Role::ContentLength,
+            17 if is(b"transfer-encoding") => Role::TransferEncoding,
+            _ if is_hop_by_hop_name(name) => Role::Dropped,
+            _ => Role::Forwarded,
+        }
     }
-    let named = |wanted: &'static str| {
-        lines
-            .iter()
-            .filter(move |line| line.name.eq_ignore_ascii_case(wanted))
-            .map(|line| line.value)
-    };
-    let mut lengths = named("content-length");
-    let mut codings = named("transfer-encoding");
-    let length = lengths.next();
-    let coding = codings.next();
-    if lengths.next().is_some() {
-        return Err(HeadError::Framing("more than one Content-Length"));
+
+    fn is_forwarded(self) -> bool {
+        matches!(self, Role::Forwarded | Role::Date)
     }
-    if length.is_some() && coding.is_some() {
-        return Err(HeadError::Framing(
-            "both Content-Length and Transfer-Encoding",
-        ));
+}
+
+/// What the framing and keep-alive lines of a head say, gathered in the one pass.
+#[derive(Default)]
+struct HeadFacts<'a> {
+    /// The first `Content-Length` value, and whether there was more than one line.
+    length: Option<&'a [u8]>,
+    lengths: bool,
+    /// The first `Transfer-Encoding` value, and whether there was more than one line.
+    coding: Option<&'a [u8]>,
+    codings: bool,
+    connection: ConnectionTokens<'a>,
+}
+
+impl<'a> HeadFacts<'a> {
+    fn note(&mut self, role: Role, value: &'a [u8]) {
+        let first = |slot: &mut Option<&'a [u8]>, more: &mut bool| match slot {
+            Some(_) => *more = true,
+            None => *slot = Some(value),
+        };
+        match role {
+            Role::ContentLength => first(&mut self.length, &mut self.lengths),
+            Role::TransferEncoding => first(&mut self.coding, &mut self.codings),
+            Role::Connection => self.connection.add(value),
+            Role::Forwarded | Role::Date | Role::Dropped => {}
+        }
     }
-    if coding.is_some_and(|coding| !coding.eq_ignore_ascii_case(b"chunked"))
-        || codings.next().is_some()
-    {
-        return Err(HeadError::Framing(
-            "Transfer-Encoding other than exactly `chunked`",
-        ));
+
+    /// The body's framing, whether its end is known without the connection closing,
+    /// and the declared `Content-Length`.
+    fn framing(
+        &self,
+        status: StatusCode,
+        head_request: bool,
+    ) -> Result<(Framing, bool, Option<u64>), HeadError> {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok((Framing::Tunnel, false, None));
+        }
+        if self.lengths {
+            return Err(HeadError::Framing("more than one Content-Length"));
+        }
+        if self.length.is_some() && self.coding.is_some() {
+            return Err(HeadError::Framing(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        if self.codings
+            || self
+                .coding
+                .is_some_and(|coding| !coding.eq_ignore_ascii_case(b"chunked"))
+        {
+            return Err(HeadError::Framing(
+                "Transfer-Encoding other than exactly `chunked`",
+            ));
+        }
+        let length = self.length.map(parse_length).transpose()?;
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Ok((Framing::Empty, true, length));
+        }
+        Ok(match (length, self.coding) {
+            (Some(length), _) => (Framing::Length(length), true, Some(length)),
+            (None, Some(_)) => (Framing::Chunked, true, None),
+            (None, None) => (Framing::UntilClose, false, None),
+        })
     }
-    let length = length.map(parse_length).transpose()?;
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::Empty, true, length));
+}
+
+/// A `Content-Length` value: 1 to 18 ASCII digits (so it fits a `u64`), nothing else.
+fn parse_length(value: &[u8]) -> Result<u64, HeadError> {
+    let refuse = HeadError::Framing("Content-Length is not a single number");
+    if value.is_empty() || value.len() > 18 {
+        return Err(refuse);
     }
-    Ok(match (length, coding) {
-        (Some(length), _) => (Framing::Length(length), true, Some(length)),
-        (None, Some(_)) => (Framing::Chunked, true, None),
-        (None, None) => (Framing::UntilClose, false, None),
+    value.iter().try_fold(0_u64, |number, &byte| {
+        if byte.is_ascii_digit() {
+            Ok(number * 10 + u64::from(byte - b'0'))
+        } else {
+            Err(refuse.clone())
+        }
     })
 }
 
-fn parse_length(value: &[u8]) -> Result<u64, HeadError> {
-    let refuse = HeadError::Framing("Content-Length is not a single number");
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
-        return Err(refuse);
-    }
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|digits| digits.parse().ok())
-        .ok_or(refuse)
-}
-
-/// What the `Connection` lines of a head say, read in one pass: whether one carries
-/// `close`, and the tokens, which name headers that are hop-by-hop for this message.
+/// The tokens of a head's `Connection` lines: whether one is `close`, and the rest,
+/// which name headers that are hop-by-hop for this message.
+#[derive(Default)]
 struct ConnectionTokens<'a> {
     /// The tokens, when there are at most [`KEPT_TOKENS`] (nearly always one).
     kept: [&'a [u8]; KEPT_TOKENS],
     count: usize,
     /// More tokens than kept: [`Self::names`] reads the lines again.
-    lines: Option<&'a [httparse::Header<'a>]>,
+    overflow: bool,
     close: bool,
 }
 
@@ -351,45 +423,38 @@ struct ConnectionTokens<'a> {
 const KEPT_TOKENS: usize = 4;
 
 impl<'a> ConnectionTokens<'a> {
-    fn of(lines: &'a [httparse::Header<'a>]) -> ConnectionTokens<'a> {
-        let mut tokens = ConnectionTokens {
-            kept: [&[]; KEPT_TOKENS],
-            count: 0,
-            lines: None,
-            close: false,
-        };
-        for token in Self::all(lines) {
-            tokens.close |= token.eq_ignore_ascii_case(b"close");
-            match tokens.kept.get_mut(tokens.count) {
+    /// Takes in the value of one `Connection` line.
+    fn add(&mut self, value: &'a [u8]) {
+        for token in Self::tokens(value) {
+            self.close |= token.eq_ignore_ascii_case(b"close");
+            match self.kept.get_mut(self.count) {
                 Some(slot) => {
                     *slot = token;
-                    tokens.count += 1;
+                    self.count += 1;
                 }
-                None => tokens.lines = Some(lines),
+                None => self.overflow = true,
             }
         }
-        tokens
     }
 
-    /// The tokens of every `Connection` line.
-    fn all(lines: &'a [httparse::Header<'a>]) -> impl Iterator<Item = &'a [u8]> {
-        lines
-            .iter()
-            .filter(|line| line.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|line| line.value.split(|&byte| byte == b','))
-            .map(<[u8]>::trim_ascii)
+    fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+        value.split(|&byte| byte == b',').map(<[u8]>::trim_ascii)
     }
 
-    /// Whether a token names the header `name`.
-    fn names(&self, name: &[u8]) -> bool {
-        match self.lines {
-            Some(lines) => Self::all(lines).any(|token| token.eq_ignore_ascii_case(name)),
-            None => self
-                .kept
+    /// Whether a token names the header `name`; `lines` are the head's lines, read
+    /// again only when there were more tokens than kept.
+    fn names(&self, name: &[u8], lines: &[httparse::Header<'_>]) -> bool {
+        if self.overflow {
+            return lines
                 .iter()
-                .take(self.count)
-                .any(|token| token.eq_ignore_ascii_case(name)),
+                .filter(|line| line.name.eq_ignore_ascii_case("connection"))
+                .flat_map(|line| Self::tokens(line.value))
+                .any(|token| token.eq_ignore_ascii_case(name));
         }
+        self.kept
+            .iter()
+            .take(self.count)
+            .any(|token| token.eq_ignore_ascii_case(name))
     }
 }
 

@@ -142,6 +142,21 @@ fn response_heads_lose_their_hop_by_hop_headers() {
     );
 }
 
+/// The kept lines go to the client as the upstream wrote them, names in their own
+/// spelling (as nginx hands them on), with `Date` noticed in any spelling.
+#[test]
+fn kept_lines_keep_the_upstreams_spelling() {
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 200 OK\r\nX-Request-ID: a\r\nDATE: Sat\r\nContent-Length: 0\r\n\r\n"[..],
+    );
+    let Ok(Parsed::Head(head)) = parse_response_head(&mut buf, false) else {
+        panic!("a valid head");
+    };
+    assert_eq!(head.headers.lines(), b"X-Request-ID: a\r\nDATE: Sat\r\n");
+    assert!(head.headers.has_date());
+    assert_eq!(head.headers.content_length(), Some(0));
+}
+
 #[test]
 fn ambiguous_or_malformed_responses_are_refused() {
     let refused = |input: &str, expect: Expect| check_head(input, false, expect);
@@ -161,9 +176,26 @@ fn ambiguous_or_malformed_responses_are_refused() {
         "HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\n",
         expect!["error: ambiguous response framing: Content-Length is not a single number"],
     );
-    refused(
-        "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
-        expect!["error: ambiguous response framing: Content-Length is not a single number"],
+    // Up to 18 digits always fit a u64; more are refused rather than risk an overflow.
+    for value in [
+        "99999999999999999999",
+        "1000000000000000000",
+        "",
+        "1 2",
+        "0x10",
+        "-1",
+    ] {
+        refused(
+            &format!("HTTP/1.1 200 OK\r\ncontent-length: {value}\r\n\r\n"),
+            expect!["error: ambiguous response framing: Content-Length is not a single number"],
+        );
+    }
+    check_head(
+        "HTTP/1.1 200 OK\r\ncontent-length: 999999999999999999\r\n\r\n",
+        false,
+        expect![[
+            r#"200 HTTP/1.1 Length(999999999999999999) reusable=true [content-length=999999999999999999] left """#
+        ]],
     );
     refused(
         "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
