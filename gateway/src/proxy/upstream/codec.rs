@@ -332,10 +332,10 @@ impl Role {
 struct HeadFacts<'a> {
     /// The first `Content-Length` value, and whether there was more than one line.
     length: Option<&'a [u8]>,
-    lengths: bool,
+    several_lengths: bool,
     /// The first `Transfer-Encoding` value, and whether there was more than one line.
     coding: Option<&'a [u8]>,
-    codings: bool,
+    several_codings: bool,
     connection: ConnectionTokens<'a>,
 }
 
@@ -346,8 +346,8 @@ impl<'a> HeadFacts<'a> {
             None => *slot = Some(value),
         };
         match role {
-            Role::ContentLength => first(&mut self.length, &mut self.lengths),
-            Role::TransferEncoding => first(&mut self.coding, &mut self.codings),
+            Role::ContentLength => first(&mut self.length, &mut self.several_lengths),
+            Role::TransferEncoding => first(&mut self.coding, &mut self.several_codings),
             Role::Connection => self.connection.add(value),
             Role::Forwarded | Role::Date | Role::Dropped => {}
         }
@@ -363,7 +363,7 @@ impl<'a> HeadFacts<'a> {
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return Ok((Framing::Tunnel, false, None));
         }
-        if self.lengths {
+        if self.several_lengths {
             return Err(HeadError::Framing("more than one Content-Length"));
         }
         if self.length.is_some() && self.coding.is_some() {
@@ -371,7 +371,7 @@ impl<'a> HeadFacts<'a> {
                 "both Content-Length and Transfer-Encoding",
             ));
         }
-        if self.codings
+        if self.several_codings
             || self
                 .coding
                 .is_some_and(|coding| !coding.eq_ignore_ascii_case(b"chunked"))
@@ -394,15 +394,15 @@ impl<'a> HeadFacts<'a> {
 
 /// A `Content-Length` value: 1 to 18 ASCII digits (so it fits a `u64`), nothing else.
 fn parse_length(value: &[u8]) -> Result<u64, HeadError> {
-    let refuse = HeadError::Framing("Content-Length is not a single number");
+    let refuse = || HeadError::Framing("Content-Length is not a single number");
     if value.is_empty() || value.len() > 18 {
-        return Err(refuse);
+        return Err(refuse());
     }
     value.iter().try_fold(0_u64, |number, &byte| {
         if byte.is_ascii_digit() {
             Ok(number * 10 + u64::from(byte - b'0'))
         } else {
-            Err(refuse.clone())
+            Err(refuse())
         }
     })
 }
